@@ -1,0 +1,1 @@
+"""sparsenu.data."""
