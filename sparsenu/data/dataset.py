@@ -1,0 +1,229 @@
+"""``SparseH5Dataset``: lazy per-event reading of sparse-tensor files, and ``collate_views``.
+
+The small per-event tables (``offsets``, ``labels``, ``event_id``) are read into
+memory when the dataset is built; voxel rows are read on demand. The h5py file
+handle is opened lazily in whichever process first reads an event and is
+re-opened after a fork or spawn (the owning pid is remembered), so the dataset
+works with ``torch.utils.data.DataLoader(num_workers > 0)`` under both start
+methods. The handle is never pickled.
+
+Augmentations are reproducible: view ``k`` of the event at file row ``index`` in
+epoch ``e`` uses a ``torch.Generator`` seeded from
+``numpy.random.SeedSequence([seed, e, index, k])``, independent of worker count,
+batch order and process. Call :meth:`SparseH5Dataset.set_epoch` before each
+epoch (with non-persistent DataLoader workers the dataset is re-sent to the
+workers at every epoch, so the new epoch reaches them).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from sparsenu.errors import SparsenuError
+from sparsenu.data.formats.sparse_h5 import open_sparse, read_sparse_attrs
+
+__all__ = ["SparseH5Dataset", "collate_views", "view_generator"]
+
+Transform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], "tuple[torch.Tensor, torch.Tensor]"]
+
+
+def view_generator(seed: int, epoch: int, index: int, view: int) -> torch.Generator:
+    """A ``torch.Generator`` seeded by a stable mix of (seed, epoch, index, view).
+
+    ``numpy.random.SeedSequence`` hashes the four integers (non-negative) into a
+    well-spread 63-bit seed, so neighbouring indices or epochs give unrelated streams.
+    """
+    words = [int(seed) & 0xFFFFFFFFFFFFFFFF, int(epoch), int(index), int(view)]
+    state = np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0]
+    g = torch.Generator()
+    g.manual_seed(int(state) & 0x7FFFFFFFFFFFFFFF)
+    return g
+
+
+class SparseH5Dataset(torch.utils.data.Dataset):
+    """Events of a sparse-tensor file as (views, label, event id).
+
+    Parameters
+    ----------
+    path : path
+        Sparse-tensor HDF5 file (validated on construction; SparsenuError if not one).
+    transform : callable, optional
+        ``transform(coords int32 [n,3], feats float32 [n,F], generator) -> (coords, feats)``;
+        ``None`` returns the event unchanged in every view.
+    n_views : int
+        Views per event (2 for contrastive training).
+    seed : int
+        Base seed of the augmentation generators.
+    feature_scale : float
+        Multiplies the features before the transform (e.g. ADC -> O(1)).
+    indices : sequence of int, optional
+        File rows this dataset exposes (train/validation splits); default all.
+
+    Notes
+    -----
+    ``ds[i]`` returns ``{"views": [(coords, feats), ...], "label": int,
+    "event_id": int, "index": int}`` where ``index`` is the event's row in the
+    file (equal to ``i`` unless ``indices`` is given).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        transform: Transform | None = None,
+        n_views: int = 1,
+        seed: int = 0,
+        feature_scale: float = 1.0,
+        indices: Sequence[int] | np.ndarray | None = None,
+    ) -> None:
+        if n_views < 1:
+            raise ValueError(f"n_views must be >= 1, got {n_views}")
+        self.path = Path(path)
+        self.transform = transform
+        self.n_views = int(n_views)
+        self.seed = int(seed)
+        self.feature_scale = float(feature_scale)
+        self.epoch = 0
+        with open_sparse(self.path) as f:
+            self._offsets = f["offsets"][()].astype(np.int64)
+            self._labels = f["labels"][()].astype(np.int64)
+            self._event_ids = f["event_id"][()].astype(np.int64)
+            self.attrs = read_sparse_attrs(f)
+            self.n_feats = int(f["feats"].shape[1])
+        n = len(self._labels)
+        if indices is None:
+            self._rows = np.arange(n, dtype=np.int64)
+        else:
+            rows = np.asarray(indices, dtype=np.int64).reshape(-1)
+            if rows.size and (rows.min() < -n or rows.max() >= n):
+                raise SparsenuError(f"{self.path}: indices out of range for {n} events")
+            self._rows = rows % max(n, 1)
+        self._h5: Any = None
+        self._pid: int | None = None
+
+    # -- bookkeeping --------------------------------------------------------------------
+    @property
+    def voxel_size_mm(self) -> float:
+        return float(self.attrs["voxel_size_mm"])
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Labels of the exposed events, int64 [len(self)] (-1 unknown)."""
+        return self._labels[self._rows]
+
+    @property
+    def event_ids(self) -> np.ndarray:
+        """Event ids of the exposed events, int64 [len(self)]."""
+        return self._event_ids[self._rows]
+
+    @property
+    def rows(self) -> np.ndarray:
+        """File rows of the exposed events."""
+        return self._rows.copy()
+
+    def n_voxels(self) -> np.ndarray:
+        """Voxels per exposed event, int64 [len(self)]."""
+        return (self._offsets[self._rows + 1] - self._offsets[self._rows])
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> "SparseH5Dataset":
+        """A dataset over ``indices`` (positions in this dataset) with the same settings."""
+        rows = self._rows[np.asarray(indices, dtype=np.int64)]
+        return SparseH5Dataset(self.path, self.transform, self.n_views, self.seed,
+                               self.feature_scale, indices=rows)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation stream of ``epoch``."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    # -- reading ------------------------------------------------------------------------
+    def _file(self) -> Any:
+        pid = os.getpid()
+        if self._h5 is None or self._pid != pid:
+            import h5py
+
+            # a handle inherited through fork is not used (HDF5 is not fork-safe); open anew
+            self._h5 = h5py.File(self.path, "r", rdcc_nbytes=16 << 20)
+            self._pid = pid
+        return self._h5
+
+    def read_event(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """Raw arrays of file row ``row``: coords int32 [n,3], feats float32 [n,F]."""
+        f = self._file()
+        a, b = int(self._offsets[row]), int(self._offsets[row + 1])
+        return f["coords"][a:b], f["feats"][a:b]
+
+    def __getitem__(self, i: int) -> dict:
+        n = len(self._rows)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for {n} events")
+        row = int(self._rows[i])
+        coords_np, feats_np = self.read_event(row)
+        coords = torch.from_numpy(np.ascontiguousarray(coords_np, dtype=np.int32))
+        feats = torch.from_numpy(np.ascontiguousarray(feats_np, dtype=np.float32))
+        if self.feature_scale != 1.0:
+            feats = feats * self.feature_scale
+        views = []
+        for k in range(self.n_views):
+            if self.transform is None:
+                views.append((coords, feats))
+            else:
+                g = view_generator(self.seed, self.epoch, row, k)
+                c, x = self.transform(coords, feats, g)
+                views.append((c, x))
+        return {"views": views, "label": int(self._labels[row]),
+                "event_id": int(self._event_ids[row]), "index": row}
+
+    def close(self) -> None:
+        """Close this process' file handle (reopened on the next read)."""
+        if self._h5 is not None and self._pid == os.getpid():
+            try:
+                self._h5.close()
+            except Exception:
+                pass
+        self._h5 = None
+        self._pid = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_h5"] = None
+        state["_pid"] = None
+        return state
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return (f"SparseH5Dataset({str(self.path)!r}, events={len(self)}, n_views={self.n_views}, "
+                f"transform={self.transform!r})")
+
+
+def collate_views(batch: Sequence[dict]) -> dict:
+    """Collate ``SparseH5Dataset`` items into one ``SparseTensor`` per view.
+
+    Returns
+    -------
+    dict with ``views`` (list of ``SparseTensor``, batch index = position in
+    ``batch``), ``labels`` LongTensor [B], ``event_ids`` LongTensor [B],
+    ``index`` LongTensor [B].
+    """
+    from sparsenu.sparse import sparse_collate
+
+    if len(batch) == 0:
+        raise ValueError("collate_views: empty batch")
+    n_views = len(batch[0]["views"])
+    views = [sparse_collate([item["views"][k] for item in batch]) for k in range(n_views)]
+    return {
+        "views": views,
+        "labels": torch.tensor([item["label"] for item in batch], dtype=torch.long),
+        "event_ids": torch.tensor([item["event_id"] for item in batch], dtype=torch.long),
+        "index": torch.tensor([item["index"] for item in batch], dtype=torch.long),
+    }
