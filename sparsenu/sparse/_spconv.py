@@ -18,7 +18,12 @@ Work-arounds for spconv on CPU-only torch:
 * its backward calls ``torch.cuda.current_stream()`` unconditionally -> ``get_current_stream``
   is replaced by a function returning stream 0 when CUDA is unavailable;
 * it silently returns wrong results for non-contiguous index tensors -> every index tensor
-  handed to it is ``.contiguous()``.
+  handed to it is ``.contiguous()``;
+* its CPU kernels race with torch's intra-op threads: with more than one thread, about 1 call
+  in 8 returned wrong rows (submanifold, strided and backward alike; measured here with
+  torch 2.13 / spconv 2.3.8). Its backward runs inside the autograd engine, outside any
+  context manager the adapter could hold, so on CPU the adapter pins torch to one thread
+  (``torch.set_num_threads(1)``) the first time it runs and warns once.
 """
 from __future__ import annotations
 
@@ -28,6 +33,8 @@ import spconv.pytorch.cppcore as _cppcore
 import spconv.pytorch.functional as _Fsp
 import spconv.pytorch.ops as _ops
 from spconv.core import ConvAlgo
+
+import warnings
 
 from sparsenu.sparse.backend import Backend
 from sparsenu.sparse.coords import pack_keys
@@ -96,6 +103,12 @@ class SpconvBackend(Backend):
     name = "spconv"
 
     def conv(self, x, weight, km, *, transpose: bool):
+        if x.feats.device.type == "cpu" and torch.get_num_threads() > 1:
+            warnings.warn(
+                "spconv's CPU kernels give wrong results with several threads; "
+                "sparsenu sets torch.set_num_threads(1) while the spconv backend is used on CPU",
+                RuntimeWarning, stacklevel=3)
+            torch.set_num_threads(1)
         km_fwd = km.transposed() if transpose else km
         geo = km_fwd._cache.get("spconv")
         if geo is None:
