@@ -169,7 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sparsenu`` console script; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # argparse gives a '*' positional nothing once an option sits between it and the
+    # command's first positional (`train CFG --out DIR key=value`): collect stray
+    # KEY=VALUE items for the commands that take overrides, reject anything else.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = list(args.overrides) + extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
     except SparsenuError as exc:

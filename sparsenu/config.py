@@ -264,3 +264,311 @@ def save_yaml(obj: Any, path: str | Path) -> None:
     """Write a dataclass (or mapping) as YAML, e.g. the resolved config of a run."""
     with open(path, "w", encoding="utf-8") as fh:
         yaml.safe_dump(to_dict(obj), fh, sort_keys=False)
+
+
+# ---------------------------------------------------------------------------
+# Experiment configuration (``sparsenu train CONFIG``); owner: sparsenu.train.
+# ---------------------------------------------------------------------------
+import math as _math
+from dataclasses import dataclass as _dataclass, field as _field
+from typing import Optional as _Optional, Union as _Union
+
+METHODS = ("classifier", "classifier_aug", "dann", "contrastive", "resim")
+"""Training methods understood by :func:`sparsenu.train.train`."""
+
+
+def _pos(name: str, value: float) -> None:
+    if not (value > 0 and _math.isfinite(value)):
+        raise ValueError(f"'{name}' must be a finite number > 0, got {value!r}")
+
+
+@_dataclass
+class SimulateSpec:
+    """``data.simulate``: simulate the datasets once into a cache directory.
+
+    ``sim`` and ``detector`` are :class:`sparsenu.sim.SimConfig` /
+    :class:`sparsenu.sim.DetectorConfig` mappings (validated against those classes
+    when the experiment is loaded); ``target_detector`` holds overrides applied on
+    top of ``detector`` for DANN's unlabelled target domain. Train, val and target
+    sets use independent seeds derived from ``seed``. ``cache_dir`` defaults to
+    ``<run dir>/data``; the files live in a sub-directory named by a hash of this
+    block, so a changed block never reuses stale files.
+    """
+
+    n_train: int = _field(default=200, metadata={"range": (2, None)})
+    n_val: int = _field(default=50, metadata={"range": (0, None)})
+    n_target: int = _field(default=0, metadata={"range": (0, None)})
+    seed: int = 0
+    sim: dict[str, Any] = _field(default_factory=dict)
+    detector: dict[str, Any] = _field(default_factory=dict)
+    target_detector: dict[str, Any] = _field(default_factory=dict)
+    cache_dir: _Optional[str] = None
+    workers: int = _field(default=1, metadata={"range": (1, None)})
+
+
+@_dataclass
+class DataConfig:
+    """``data``: sparse-tensor HDF5 files, or a ``simulate`` block (not both for train).
+
+    ``train``/``val``/``target`` are sparse-tensor files (data_specs/sparse_tensor.md);
+    ``raw_train`` is the raw detector file of the training events (needed by the
+    ``resim`` method when the data are not simulated here). ``feature_scale``
+    multiplies the voxel features (ADC) as they are read.
+    """
+
+    train: _Optional[str] = None
+    val: _Optional[str] = None
+    target: _Optional[str] = None
+    raw_train: _Optional[str] = None
+    simulate: _Optional[SimulateSpec] = None
+    feature_scale: float = 1.0
+    num_workers: int = _field(default=0, metadata={"range": (0, 64)})
+
+    def __post_init__(self) -> None:
+        _pos("data.feature_scale", self.feature_scale)
+        if self.simulate is None and self.train is None:
+            raise ValueError("give 'data.train' (a sparse-tensor file) or a 'data.simulate' block")
+        if self.simulate is not None and (self.train or self.val or self.target or self.raw_train):
+            raise ValueError("'data.simulate' cannot be combined with data.train/val/target/raw_train files")
+
+    @property
+    def has_target(self) -> bool:
+        """Whether an unlabelled target domain is configured."""
+        return self.target is not None or (self.simulate is not None and self.simulate.n_target > 0)
+
+    @property
+    def has_val(self) -> bool:
+        """Whether a (nominal, labelled) validation set is configured."""
+        return self.val is not None or (self.simulate is not None and self.simulate.n_val > 0)
+
+
+@_dataclass
+class ModelConfig:
+    """``model``: the :class:`sparsenu.models.SparseResNet` encoder.
+
+    ``preset`` ("cpu" or "paper"), when given, replaces widths/depths/embed_dim/pool.
+    """
+
+    preset: _Optional[str] = _field(default=None, metadata={"choices": (None, "cpu", "paper")})
+    widths: tuple[int, ...] = _field(default=(16, 32, 64), metadata={"range": (1, None)})
+    depths: tuple[int, ...] = _field(default=(1, 1, 1), metadata={"range": (1, None)})
+    embed_dim: _Optional[int] = _field(default=None, metadata={"range": (1, None)})
+    pool: str = _field(default="max", metadata={"choices": ("max", "avg")})
+    in_channels: int = _field(default=1, metadata={"range": (1, None)})
+    n_classes: int = _field(default=5, metadata={"range": (2, None)})
+
+    def __post_init__(self) -> None:
+        if not self.widths or len(self.widths) != len(self.depths):
+            raise ValueError(
+                f"'model.widths' and 'model.depths' need the same non-zero length, "
+                f"got {list(self.widths)} and {list(self.depths)}"
+            )
+
+
+@_dataclass
+class LossConfig:
+    """``loss``: contrastive loss; positive weight alpha*[same class] + (1-alpha)*[same event]."""
+
+    alpha: float = _field(default=0.0, metadata={"range": (0.0, 1.0)})
+    temperature: float = 0.1
+
+    def __post_init__(self) -> None:
+        _pos("loss.temperature", self.temperature)
+
+
+@_dataclass
+class ProjectionConfig:
+    """``projection``: the contrastive projection-head MLP (in -> hidden -> out)."""
+
+    hidden_dim: int = _field(default=128, metadata={"range": (1, None)})
+    out_dim: int = _field(default=64, metadata={"range": (1, None)})
+
+
+@_dataclass
+class OptimConfig:
+    """``optim``: optimiser, batch size, epochs and learning-rate schedule."""
+
+    optimizer: str = _field(default="adam", metadata={"choices": ("adam", "adamw", "sgd")})
+    lr: float = 1e-3
+    weight_decay: float = _field(default=0.0, metadata={"range": (0.0, None)})
+    momentum: float = _field(default=0.9, metadata={"range": (0.0, 1.0)})
+    batch_size: int = _field(default=32, metadata={"range": (2, None)})
+    epochs: int = _field(default=10, metadata={"range": (1, None)})
+    scheduler: str = _field(default="none", metadata={"choices": ("none", "cosine")})
+    warmup_epochs: int = _field(default=0, metadata={"range": (0, None)})
+    grad_clip: _Optional[float] = None
+
+    def __post_init__(self) -> None:
+        _pos("optim.lr", self.lr)
+        if self.grad_clip is not None:
+            _pos("optim.grad_clip", self.grad_clip)
+        if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
+            raise ValueError(f"'optim.warmup_epochs' ({self.warmup_epochs}) must be < optim.epochs ({self.epochs})")
+
+
+@_dataclass
+class HeadConfig:
+    """``head``: the classification head.
+
+    For classifier/classifier_aug/dann it is trained jointly with the encoder
+    (only ``hidden_dim`` applies). For contrastive/resim it is fitted after the
+    encoder, on the frozen encoder's representations of the (un-augmented)
+    labelled training set, for ``epochs`` epochs at ``lr`` (0 epochs: no head).
+    """
+
+    hidden_dim: _Optional[int] = _field(default=None, metadata={"range": (1, None)})
+    epochs: int = _field(default=20, metadata={"range": (0, None)})
+    lr: float = 1e-2
+    batch_size: int = _field(default=256, metadata={"range": (1, None)})
+
+    def __post_init__(self) -> None:
+        _pos("head.lr", self.lr)
+
+
+@_dataclass
+class DannConfig:
+    """``dann``: domain head behind gradient reversal; loss = CE_label + weight * CE_domain."""
+
+    hidden_dim: int = _field(default=64, metadata={"range": (1, None)})
+    weight: float = _field(default=1.0, metadata={"range": (0.0, None)})
+
+
+@_dataclass
+class ResimConfig:
+    """``resim``: RS3L re-simulation views.
+
+    ``detector_ranges`` maps a real-valued :class:`sparsenu.sim.DetectorConfig`
+    field to ``[lo, hi]``; each view draws the field uniformly in that range around
+    the detector the training file was simulated with (``None``: the default
+    ranges of :class:`sparsenu.augment.resim.ResimViews`; ``{}``: same detector,
+    new detector-stage seeds only). ``resim_propagation`` also re-runs propagation
+    (new seed, same primary).
+    """
+
+    detector_ranges: _Optional[dict[str, tuple[float, float]]] = None
+    resim_propagation: bool = False
+
+    def __post_init__(self) -> None:
+        for k, (lo, hi) in (self.detector_ranges or {}).items():
+            if not lo <= hi:
+                raise ValueError(f"'resim.detector_ranges.{k}': need lo <= hi, got [{lo}, {hi}]")
+
+
+@_dataclass
+class LoggingConfig:
+    """``logging``: TensorBoard (needs the ``tensorboard`` package) and step logging."""
+
+    tensorboard: bool = False
+    log_every: int = _field(default=10, metadata={"range": (1, None)})
+
+
+@_dataclass
+class CheckpointConfig:
+    """``checkpoint``: ``last.pt`` every ``every`` epochs (and at the end); ``best.pt``."""
+
+    every: int = _field(default=1, metadata={"range": (1, None)})
+    save_best: bool = True
+
+
+@_dataclass
+class ExperimentConfig:
+    """One training experiment (``cfg/*.yaml``), see :func:`sparsenu.train.train`.
+
+    ``augment`` is a :func:`sparsenu.augment.build_augmentation` spec ("none",
+    "paper", a name, or a list of ``{name: ..., **kwargs}``); ``None`` takes the
+    method's default ("none" for classifier, "paper" otherwise; resim views come
+    from re-simulation, and ``augment`` is applied on top of them).
+    ``threads`` sets torch's intra-op CPU threads for the run (``None``: torch's
+    default). Small sparse models are many small matrix products, for which one
+    thread per process is often fastest, and far faster on a busy machine.
+    """
+
+    name: str = "run"
+    method: str = _field(default="classifier", metadata={"choices": METHODS})
+    seed: int = 0
+    device: str = _field(default="auto", metadata={"choices": ("auto", "cpu", "cuda")})
+    threads: _Optional[int] = _field(default=None, metadata={"range": (1, 1024)})
+    data: DataConfig = _field(default_factory=lambda: DataConfig(simulate=SimulateSpec()))
+    model: ModelConfig = _field(default_factory=ModelConfig)
+    augment: _Optional[_Union[str, list[Any], dict[str, Any]]] = None
+    loss: LossConfig = _field(default_factory=LossConfig)
+    projection: ProjectionConfig = _field(default_factory=ProjectionConfig)
+    optim: OptimConfig = _field(default_factory=OptimConfig)
+    head: HeadConfig = _field(default_factory=HeadConfig)
+    dann: DannConfig = _field(default_factory=DannConfig)
+    resim: ResimConfig = _field(default_factory=ResimConfig)
+    logging: LoggingConfig = _field(default_factory=LoggingConfig)
+    checkpoint: CheckpointConfig = _field(default_factory=CheckpointConfig)
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name or self.name in (".", ".."):
+            raise ValueError(f"'name' must be a plain run name, got {self.name!r}")
+        if self.method == "classifier" and self.augment not in (None, "none", [], {}):
+            raise ValueError("method 'classifier' trains without augmentation; use method 'classifier_aug'")
+        if self.method == "dann" and not self.data.has_target:
+            raise ValueError("method 'dann' needs an unlabelled target domain: data.target or data.simulate.n_target > 0")
+        if self.method == "resim" and self.data.simulate is None and self.data.raw_train is None:
+            raise ValueError("method 'resim' needs the raw detector file: data.raw_train or a data.simulate block")
+
+    @property
+    def resolved_augment(self) -> Any:
+        """The augmentation spec actually used (method default when ``augment`` is None)."""
+        if self.augment is not None:
+            return self.augment
+        return "none" if self.method in ("classifier", "resim") else "paper"
+
+
+def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Load and validate an experiment YAML (``sparsenu train CONFIG``).
+
+    Besides :func:`load_config` checks, the ``data.simulate.sim`` /
+    ``detector`` / ``target_detector`` blocks are validated against
+    :class:`sparsenu.sim.SimConfig` / :class:`sparsenu.sim.DetectorConfig`, the
+    ``resim.detector_ranges`` keys against DetectorConfig fields and ``augment``
+    by building it; every error names the key and the file.
+
+    Raises
+    ------
+    SparsenuError
+    """
+    cfg = load_config(ExperimentConfig, path, overrides)
+    validate_experiment(cfg, source=str(path))
+    return cfg
+
+
+def validate_experiment(cfg: ExperimentConfig, source: str | None = None) -> None:
+    """Deep checks of an :class:`ExperimentConfig` that need other packages."""
+    sim_mod = None
+    try:
+        import sparsenu.sim as sim_mod  # noqa: F811
+        getattr(sim_mod, "DetectorConfig")
+        getattr(sim_mod, "SimConfig")
+    except (ImportError, AttributeError):  # pragma: no cover - sim not available
+        sim_mod = None
+    if sim_mod is not None:
+        if cfg.data.simulate is not None:
+            s = cfg.data.simulate
+            from_dict(sim_mod.SimConfig, s.sim, source=source, prefix="data.simulate.sim.")
+            from_dict(sim_mod.DetectorConfig, s.detector, source=source, prefix="data.simulate.detector.")
+            from_dict(sim_mod.DetectorConfig, {**s.detector, **s.target_detector}, source=source,
+                      prefix="data.simulate.target_detector.")
+        det_fields = {f.name for f in dataclasses.fields(sim_mod.DetectorConfig)}
+        for k in cfg.resim.detector_ranges or {}:
+            if k not in det_fields:
+                close = difflib.get_close_matches(k, sorted(det_fields), n=1)
+                hint = f" (did you mean 'resim.detector_ranges.{close[0]}'?)" if close else ""
+                raise _fail(f"unknown key 'resim.detector_ranges.{k}'{hint}: not a DetectorConfig field", source)
+    try:
+        from sparsenu.augment import build_augmentation
+    except ImportError:  # pragma: no cover
+        return
+    try:
+        build_augmentation(cfg.resolved_augment)
+    except SparsenuError as exc:
+        raise _fail(f"key 'augment': {exc}", source) from None
+
+__all__ += [
+    "METHODS", "SimulateSpec", "DataConfig", "ModelConfig", "LossConfig", "ProjectionConfig",
+    "OptimConfig", "HeadConfig", "DannConfig", "ResimConfig", "LoggingConfig", "CheckpointConfig",
+    "ExperimentConfig", "load_experiment", "validate_experiment",
+]

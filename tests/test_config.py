@@ -65,3 +65,13 @@ def test_missing_and_bad_yaml(tmp_path):
     bad.write_text("a: [1, 2\n")
     with pytest.raises(SparsenuError, match="YAML"):
         load_config(Outer, bad)
+
+
+def test_cli_overrides_after_options():
+    from sparsenu.cli import build_parser, main
+
+    args, extra = build_parser().parse_known_args(["train", "c.yaml", "--out", "d", "optim.lr=1e-3"])
+    assert extra == ["optim.lr=1e-3"]
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "c.yaml", "--out", "d", "--bogus"])
+    assert exc.value.code == 2

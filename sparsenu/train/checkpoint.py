@@ -1,0 +1,188 @@
+"""Checkpoints: atomic writes, ``weights_only=True`` loading, RNG state, model rebuilding.
+
+A checkpoint is a plain dict that :func:`torch.load` reads with
+``weights_only=True`` (tensors, numbers, strings, lists, dicts only)::
+
+    format      "sparsenu-checkpoint"          version   sparsenu version string
+    method      str                            config    the resolved ExperimentConfig as a dict
+    epoch       completed epochs (int)         global_step  optimiser steps so far
+    finalized   bool (post-training phase, e.g. the contrastive head fit, done)
+    encoder     encoder state_dict             heads     {name: state_dict}
+    optimizer   optimizer state_dict           scheduler scheduler state_dict (or None)
+    rng         {"torch": ByteTensor, "numpy": [...], "python": [...], "cuda": [...]}
+    best        {"metric": str, "mode": "max"|"min", "value": float|None, "epoch": int|None}
+    metrics     the last epoch's metrics {name: float}
+"""
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sparsenu.errors import SparsenuError
+
+__all__ = ["save_checkpoint", "read_checkpoint", "load_checkpoint", "LoadedModel", "get_rng_state",
+           "set_rng_state", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "sparsenu-checkpoint"
+
+
+def get_rng_state() -> dict[str, Any]:
+    """Torch, numpy and python RNG states as tensors / lists (``weights_only``-safe)."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    out: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [str(np_state[0]), torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+                  int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": [int(py_state[0]), [int(v) for v in py_state[1]],
+                   None if py_state[2] is None else float(py_state[2])],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`get_rng_state`."""
+    torch.set_rng_state(state["torch"].cpu())
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    version, internal, gauss = state["python"]
+    random.setstate((int(version), tuple(int(v) for v in internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    """Write ``state`` to ``path`` atomically (temporary file in the same directory, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a checkpoint dict with ``weights_only=True``; bad or missing file -> SparsenuError."""
+    path = Path(path)
+    if not path.is_file():
+        raise SparsenuError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SparsenuError(f"{path}: not a readable sparsenu checkpoint ({first})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise SparsenuError(f"{path}: not a sparsenu checkpoint (missing format '{CHECKPOINT_FORMAT}')")
+    for key in ("config", "encoder", "heads", "method"):
+        if key not in state:
+            raise SparsenuError(f"{path}: corrupt sparsenu checkpoint (no '{key}')")
+    return state
+
+
+@dataclass
+class LoadedModel:
+    """A trained model rebuilt from a checkpoint (see :func:`load_checkpoint`).
+
+    Attributes
+    ----------
+    encoder : SparseResNet
+        In eval mode; ``encoder(x) -> [B, D]``.
+    method : str
+    config : ExperimentConfig
+    heads : dict[str, nn.Module]
+        In eval mode ("projection", "classifier", "domain" where the method has them).
+    epoch : int
+        Completed training epochs.
+    path : Path
+    """
+
+    encoder: nn.Module
+    method: str
+    config: Any
+    heads: dict[str, nn.Module] = field(default_factory=dict)
+    epoch: int = 0
+    path: Path | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.encoder.embed_dim)
+
+    @torch.no_grad()
+    def embed(self, x) -> torch.Tensor:
+        """Representation ``[B, D]`` of a SparseTensor batch (the encoder output)."""
+        return self.encoder(x)
+
+    @torch.no_grad()
+    def classify(self, x) -> torch.Tensor | None:
+        """Class logits ``[B, n_classes]``, or None when the run has no classifier head."""
+        head = self.heads.get("classifier")
+        if head is None:
+            return None
+        return head(self.encoder(x))
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> LoadedModel:
+    """Rebuild the encoder and heads of a training checkpoint.
+
+    Parameters
+    ----------
+    path : path to ``last.pt`` / ``best.pt`` written by :func:`sparsenu.train.train`.
+    map_location : torch map_location ("cpu", "cuda", a device).
+
+    Returns
+    -------
+    LoadedModel
+
+    Raises
+    ------
+    SparsenuError
+        Missing, unreadable or non-sparsenu file, or a config/state mismatch.
+    """
+    from sparsenu.config import ExperimentConfig, from_dict
+    from sparsenu.train.methods import build_encoder, get_method
+
+    state = read_checkpoint(path, map_location=map_location)
+    try:
+        cfg = from_dict(ExperimentConfig, state["config"], source=f"{path} (stored config)")
+    except SparsenuError as exc:
+        raise SparsenuError(f"{path}: stored config is invalid for this sparsenu version: {exc}") from None
+    method = get_method(cfg.method)(cfg)
+    encoder = build_encoder(cfg)
+    heads = method.build_heads(int(encoder.embed_dim))
+    try:
+        encoder.load_state_dict(state["encoder"])
+        for name, sd in state["heads"].items():
+            if name not in heads:
+                raise KeyError(f"unexpected head '{name}'")
+            heads[name].load_state_dict(sd)
+    except (RuntimeError, KeyError) as exc:
+        raise SparsenuError(f"{path}: weights do not match the stored config: {str(exc).splitlines()[0]}") from None
+    # heads the run never trained (e.g. a contrastive run with head.epochs = 0) are dropped
+    heads = {k: v for k, v in heads.items() if k in state["heads"]}
+    dev = None
+    if isinstance(map_location, (str, torch.device)) and str(map_location) != "cpu":
+        dev = torch.device(map_location)
+    encoder.eval()
+    for h in heads.values():
+        h.eval()
+    if dev is not None:
+        encoder.to(dev)
+        for h in heads.values():
+            h.to(dev)
+    return LoadedModel(encoder=encoder, method=cfg.method, config=cfg, heads=heads,
+                       epoch=int(state.get("epoch", 0)), path=Path(path),
+                       metrics=dict(state.get("metrics") or {}))
