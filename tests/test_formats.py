@@ -291,3 +291,72 @@ def test_validate_other_schema_names_title(tmp_path):
     path = _valid_sparse(tmp_path)
     with h5py.File(path) as f, pytest.raises(SparsenuError, match="not a valid sparsenu raw-detector file"):
         validate_h5(f, "raw_detector", path)
+
+
+# --- RawReader -----------------------------------------------------------------------------------
+
+def _raw_file(tmp_path, n=6):
+    from sparsenu.config import to_dict
+    from sparsenu.data.formats.raw import RawWriter
+    from sparsenu import sim
+
+    s, d = sim.SimConfig(), sim.DetectorConfig()
+    events = [sim.simulate_event(i, 5, i % 5, s, d) for i in range(n)]
+    path = tmp_path / "raw.h5"
+    with RawWriter(path, seed=5, sim=to_dict(s), detector=to_dict(d)) as w:
+        w.add_events(events)
+    return path, events
+
+
+def _same_event(a, b):
+    assert (a.event_id, a.label, a.event_seed, a.attempt) == (b.event_id, b.label, b.event_seed, b.attempt)
+    assert a.primary.pdg == b.primary.pdg and a.primary.kinetic_energy_mev == b.primary.kinetic_energy_mev
+    np.testing.assert_array_equal(a.primary.direction, b.primary.direction)
+    np.testing.assert_array_equal(a.primary.vertex_mm, b.primary.vertex_mm)
+    np.testing.assert_array_equal(a.hits.coords, b.hits.coords)
+    np.testing.assert_array_equal(a.hits.charge, b.hits.charge)
+    for k in ("start_mm", "end_mm", "de_mev", "dedx_mev_cm", "track_id", "pdg"):
+        np.testing.assert_array_equal(getattr(a.deposits, k), getattr(b.deposits, k))
+
+
+def test_raw_reader_matches_simulator_and_wrappers(tmp_path):
+    import pickle
+
+    from sparsenu.data.formats.raw import RawReader, read_deposits, read_event, read_hits
+
+    path, events = _raw_file(tmp_path)
+    with RawReader(path) as r:
+        assert len(r) == 6 and "events=6" in repr(r)
+        for i in (0, 3, 5, -1):  # any order, negative rows from the end
+            ev = r.read_event(i)
+            _same_event(ev, events[i])
+            _same_event(read_event(path, i), events[i])
+            np.testing.assert_array_equal(r.read_deposits(i).de_mev, read_deposits(path, i).de_mev)
+            np.testing.assert_array_equal(r.read_hits(i)[0], read_hits(path, i)[0])
+        # primaries are copies, not views of the cached tables
+        ev.primary.vertex_mm[:] = -1.0
+        np.testing.assert_array_equal(r.read_event(-1).primary.vertex_mm, events[-1].primary.vertex_mm)
+        with pytest.raises(IndexError, match="event 6 out of range for 6 events"):
+            r.read_event(6)
+        r2 = pickle.loads(pickle.dumps(r))  # picklable by path: reopens on first read
+    assert r._f is None
+    _same_event(r2.read_event(2), events[2])
+    _same_event(RawReader(path, cache_tables=False).read_event(4), events[4])
+    r2.close()
+
+
+def test_raw_reader_errors_and_rewritten_file(tmp_path):
+    from sparsenu.data.formats.raw import RawReader, read_event
+
+    with pytest.raises(SparsenuError, match="missing.h5: file not found"):
+        RawReader(tmp_path / "missing.h5")
+    sp = _valid_sparse(tmp_path)
+    with pytest.raises(SparsenuError, match="not a valid sparsenu raw-detector file"):
+        RawReader(sp)
+    path, events = _raw_file(tmp_path, n=2)
+    _same_event(read_event(path, 1), events[1])  # validated once ...
+    # ... and validated again once the file is replaced by something else
+    path.unlink()
+    sp.rename(path)
+    with pytest.raises(SparsenuError, match="not a valid sparsenu raw-detector file"):
+        read_event(path, 0)

@@ -235,3 +235,169 @@ def test_cli_strict(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "event 1" in err and "p.h5" in err and err.count("\n") == 1
     assert not (tmp_path / "o.h5").exists()
+
+
+# --- block-vectorised path vs a straightforward per-event reference ---------------------------
+
+def _reference(events, scale, volume):
+    """Per-event voxelisation written the obvious way: (reason or None, coords, charge) per event."""
+    out = []
+    for pos, q in events:
+        pos = np.asarray(pos, np.float64).reshape(-1, 3)
+        q = np.asarray(q, np.float64).reshape(-1)
+        if len(q) == 0:
+            out.append(("empty", None, None))
+        elif not np.isfinite(pos).all():
+            out.append(("non-finite position", None, None))
+        elif not np.isfinite(q).all():
+            out.append(("non-finite charge", None, None))
+        elif volume is not None and ((pos < 0) | (pos >= volume)).any():
+            out.append(("out of volume", None, None))
+        else:
+            vox: dict = {}
+            for p, c in zip(np.floor(pos * scale).astype(np.int64), q):  # sum in input order
+                vox[tuple(p)] = vox.get(tuple(p), 0.0) + c
+            keys = sorted(vox)
+            out.append((None, np.array(keys, np.int64).reshape(-1, 3),
+                        np.array([vox[k] for k in keys], np.float64).astype(np.float32)))
+    return out
+
+
+def _bad_events(n, grid, rng, kinds):
+    """Tracks on a small grid with bad events at the start, the end and around 7-event blocks."""
+    ev = [(c.astype(np.float64), q.astype(np.float64))
+          for c, q in random_tracks(n, rng, grid=grid, n_points=3 * grid)]
+    bad_at = [0, 6, 7, 13, 14, 20, n - 1] + list(rng.choice(n, 6, replace=False))
+    for j, e in enumerate(bad_at):
+        c, q = ev[e][0].copy(), ev[e][1].copy()
+        kind = kinds[j % len(kinds)]
+        if kind == "nan_q":
+            q[len(q) // 2] = np.nan
+        elif kind == "inf_q":
+            q[0] = np.inf
+        elif kind == "outside":
+            c[-1, 0] = grid + 2
+        elif kind == "negative":
+            c[0, 1] = -1
+        elif kind == "nan_pos":
+            c[0, 2] = np.nan
+        elif kind == "empty":
+            c, q = np.zeros((0, 3)), np.zeros(0)
+        ev[e] = (c, q)
+    return ev
+
+
+def _check_against_reference(out, ref, event_ids, origin_shift=None):
+    r = read_sparse(out)
+    good = [(i, c, q) for i, (why, c, q) in enumerate(ref) if why is None]
+    np.testing.assert_array_equal(r["event_id"], [event_ids[i] for i, _, _ in good])
+    assert len(r["offsets"]) == len(good) + 1
+    shift = np.zeros(3, np.int64) if origin_shift is None else origin_shift
+    for j, (i, c, q) in enumerate(good):
+        a, b = r["offsets"][j:j + 2]
+        np.testing.assert_array_equal(r["coords"][a:b], c - shift, err_msg=f"event {i}")
+        np.testing.assert_array_equal(r["feats"][a:b, 0], q, err_msg=f"event {i}")
+    skipped = {}
+    for why, _, _ in ref:
+        if why:
+            skipped[why] = skipped.get(why, 0) + 1
+    return skipped
+
+
+def _write_raw(path, events, grid):
+    from sparsenu.data.formats.raw import RawWriter, pack_events  # noqa: F401
+
+    class Ev:
+        pass
+
+    evs = []
+    for i, (c, q) in enumerate(events):
+        e = Ev()
+        e.event_id, e.label, e.event_seed, e.attempt = 100 + i, i % 5, i, 0
+        e.primary = type("P", (), {"pdg": 13, "label": i % 5, "kinetic_energy_mev": 1.0,
+                                   "direction": np.array([1.0, 0, 0]), "momentum_mev": np.zeros(3),
+                                   "vertex_mm": np.zeros(3)})()
+        e.deposits = type("D", (), {"start_mm": np.zeros((1, 3)), "end_mm": np.ones((1, 3)),
+                                    "de_mev": np.ones(1), "dedx_mev_cm": np.ones(1),
+                                    "track_id": np.ones(1), "pdg": np.full(1, 13)})()
+        e.hits = type("H", (), {"coords": np.asarray(c, np.int32), "charge": np.asarray(q, np.float32)})()
+        evs.append(e)
+    det = {"voxel_size_mm": 2.0, "volume_min_mm": [0.0, 0.0, 0.0], "volume_max_mm": [2.0 * grid] * 3}
+    with RawWriter(path, seed=1, sim={}, detector=det) as w:
+        w.add_events(evs[:11])  # two appends: the raw file's own chunking differs from the blocks
+        w.add_events(evs[11:])
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["sparsenu", "larcv3", "pilarnet-vlen", "pilarnet-2d", "ndlar-flow"])
+@pytest.mark.parametrize("block", [7, 4096])
+def test_block_path_matches_per_event_reference(tmp_path, monkeypatch, fmt, block):
+    import sparsenu.data.preprocess as pp
+
+    monkeypatch.setattr(pp, "CHUNK_EVENTS", block)
+    rng = np.random.default_rng(11)
+    grid, n = 12, 40
+    out = tmp_path / "o.h5"
+    if fmt == "sparsenu":
+        ev = _bad_events(n, grid, rng, ["nan_q", "inf_q", "outside", "negative", "empty"])
+        d = next(i for i, (c, q) in enumerate(ev) if len(q) > 2 and np.isfinite(q).all())
+        ev[d] = (np.vstack([ev[d][0], ev[d][0][:2]]), np.concatenate([ev[d][1], [0.5, 0.25]]))  # duplicates
+        src = _write_raw(tmp_path / "raw.h5", [(np.where(np.isfinite(c), c, 0), q) for c, q in ev], grid)
+        q32 = [(c + 0.5, np.asarray(q, np.float32)) for c, q in ev]
+        ref, ids = _reference(q32, np.ones(3), np.full(3, float(grid))), [100 + i for i in range(n)]
+        s = preprocess(src, out, fmt="sparsenu", progress=False)
+        shift = None
+    elif fmt == "larcv3":
+        ev = _bad_events(n, grid, rng, ["nan_q", "inf_q", "outside", "empty"])
+        ev = [(c.astype(np.int64), np.asarray(q, np.float32)) for c, q in ev]
+        src = write_larcv3(tmp_path / "l.h5", ev, number_of_voxels=(grid,) * 3, image_sizes_mm=(3.0 * grid,) * 3,
+                           pdgs=[[11 if i % 2 else 13, 22] for i in range(n)])
+        ref, ids = _reference([(c + 0.5, q) for c, q in ev], np.ones(3), np.full(3, float(grid))), list(range(n))
+        s = preprocess(src, out, fmt="larcv3", progress=False)
+        np.testing.assert_array_equal(read_sparse(out)["labels"],
+                                      [0 if i % 2 else 2 for i, (w, _, _) in enumerate(ref) if w is None])
+        shift = None
+    elif fmt.startswith("pilarnet"):
+        ev = _bad_events(n, grid, rng, ["nan_q", "inf_q", "outside", "negative", "nan_pos", "empty"])
+        # quarter-voxel offsets and a 4.5 mm output voxel (scale 2/3): many hits merge
+        ev = [(c + 0.25 * (i % 3), np.asarray(q, np.float32)) for i, (c, q) in enumerate(ev)]
+        layout = fmt.split("-")[1]
+        if layout == "2d":  # padding rows are dropped: no empty or all-zero events in this layout
+            ev = [(c, q) if len(q) else (np.ones((1, 3)), np.ones(1, np.float32)) for c, q in ev]
+        src = write_pilarnet(tmp_path / "p.h5", ev, layout=layout)
+        ref, ids = _reference(ev, np.full(3, 3.0 / 4.5), np.full(3, 768.0)), list(range(n))
+        s = preprocess(src, out, fmt="pilarnet", voxel_size_mm=4.5, progress=False)
+        shift = None
+    else:
+        ev = _bad_events(n, grid, rng, ["nan_q", "inf_q", "nan_pos", "empty"])
+        ev = [(c * 0.38 - 2.0, q) for c, q in ev]  # cm, partly negative; 4.4 mm voxels merge hits
+        src = write_ndlar_flow(tmp_path / "f.h5", ev, event_ids=[7 * i for i in range(n)], shuffle_seed=5)
+        ref, ids = _reference(ev, np.full(3, 10.0 / 4.4), None), [7 * i for i in range(n)]
+        s = preprocess(src, out, fmt="ndlar-flow", progress=False)
+        shift = np.min(np.vstack([c for w, c, _ in ref if w is None]), axis=0)
+        np.testing.assert_allclose(read_sparse(out)["attrs"]["origin_mm"], shift * 4.4)
+    skipped = _check_against_reference(out, ref, ids, shift)
+    assert {k: v for k, v in s.skipped.items() if v} == skipped
+    assert s.events_in == n and s.events_out == n - sum(skipped.values())
+    # strict mode names the first bad event (event row 0 is bad in every fixture)
+    first_bad = next(i for i, (w, _, _) in enumerate(ref) if w)
+    with pytest.raises(SparsenuError, match=rf"event {ids[first_bad]}: {ref[first_bad][0]} \(strict mode\)"):
+        preprocess(src, tmp_path / "strict.h5", fmt=fmt.split("-vlen")[0].split("-2d")[0], strict=True,
+                   voxel_size_mm=4.5 if fmt.startswith("pilarnet") else None, progress=False)
+    assert not (tmp_path / "strict.h5").exists()
+
+
+def test_larcv3_events_with_their_own_image_meta(tmp_path):
+    """Events whose image_meta differs from the first event's take the general (float) path."""
+    ev = [(np.array([[1, 1, 1], [2, 2, 2]]), [1.0, 2.0]), (np.array([[1, 1, 1]]), [4.0]),
+          (np.array([[0, 0, 0]]), [8.0])]
+    src = write_larcv3(tmp_path / "l.h5", ev, number_of_voxels=(8, 8, 8), image_sizes_mm=(24.0,) * 3)
+    with h5py.File(src, "r+") as f:
+        meta = f["Data/sparse3d_sbndvoxels_group/image_meta"]
+        row = meta[1]
+        row["origin"] = (3.0, 0.0, 6.0)  # event 1's grid starts one voxel up in x, two in z
+        meta[1] = row
+    preprocess(src, tmp_path / "o.h5", fmt="larcv3", progress=False)
+    r = read_sparse(tmp_path / "o.h5")
+    np.testing.assert_array_equal(r["coords"], [[1, 1, 1], [2, 2, 2], [2, 1, 3], [0, 0, 0]])
+    np.testing.assert_array_equal(r["feats"][:, 0], [1.0, 2.0, 4.0, 8.0])

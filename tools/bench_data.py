@@ -3,14 +3,21 @@
 
 Usage::
 
-    python tools/bench_data.py [--events 2000] [--sim-events 300] [--batch 64] [--workdir DIR]
+    python tools/bench_data.py [--events 10000] [--sim-events 300] [--batch 64] [--workdir DIR]
+                               [--repeat 3] [--workers 1] [--skip-sim] [--skip-dataset]
 
 Prints:
 
 1. simulator events/s on one core (``simulate_file`` with one worker, including writing the
    raw file; and the bare ``iter_events`` rate) for the default five-class mix at 3.8 mm;
 2. for every input format, preprocessing throughput as a ratio to a plain h5py read of the
-   same datasets (``ratio = t_read / t_preprocess``, target >= 0.5);
+   same input datasets from the same file (``ratio = t_read / t_preprocess``, target >= 0.5),
+   best of ``--repeat``, read and preprocess alternated so both see the same machine load;
+   the CPU-time ratio is printed too (steadier on a shared machine). Inputs of
+   ``--events`` events: synthetic tracks for the community formats, and simulated events
+   repeated up to that size for the sparsenu raw format (simulation not timed). Also
+   printed: the time to write the output arrays alone (lzf + shuffle compression) and the
+   ratio ceiling it implies, ``t_read / (t_read + t_write)``;
 3. ``SparseH5Dataset`` + ``collate_views`` events/s (two augmented views per event) with
    DataLoader ``num_workers`` 0 and 2, next to the encoder's training rate (events/s of a
    forward + backward pass of ``SparseResNet.from_preset("cpu")`` on the same batches), when
@@ -61,38 +68,92 @@ def _read_all(path: Path, names: list[str]) -> None:
             f[name][()]
 
 
-def bench_preprocess(workdir: Path, n: int, raw: Path | None) -> None:
+def _tile_raw(src: Path, dst: Path, n: int) -> Path:
+    """A raw detector file of ``n`` events made by repeating the simulated events of ``src``
+    (event ids renumbered): realistic hit/deposit content at any size, no simulation cost."""
+    from sparsenu.data.formats.raw import RawWriter, iter_events, pack_events, read_header
+
+    hdr = read_header(src)
+    packed = pack_events(list(iter_events(src)))
+    m = len(packed["event_id"])
+    with RawWriter(dst, seed=hdr["seed"], sim=hdr["sim"], detector=hdr["detector"], overwrite=True,
+                   created_by="tools/bench_data.py (tiled)") as w:
+        for a in range(0, n, m):
+            k = min(m, n - a)
+            part = dict(packed)
+            if k < m:
+                part = pack_events(list(iter_events(src, 0, k)))
+            part["event_id"] = np.arange(a, a + k, dtype=np.int64)
+            w.add_packed(part)
+    return dst
+
+
+def _write_only(out: Path, tmp: Path) -> float:
+    """Seconds to write ``out``'s arrays again with SparseH5Writer (the compression floor)."""
+    from sparsenu.data.formats.sparse_h5 import SparseH5Writer, read_sparse
+
+    r = read_sparse(out)
+    t0 = time.perf_counter()
+    with SparseH5Writer(tmp, voxel_size_mm=1.0, overwrite=True, flush_rows=1 << 18) as w:
+        off = r["offsets"]
+        step = 8192
+        for a in range(0, len(off) - 1, step):
+            b = min(a + step, len(off) - 1)
+            w.add_events(r["coords"][off[a]:off[b]], r["feats"][off[a]:off[b]], off[a:b + 1] - off[a],
+                         r["labels"][a:b], r["event_id"][a:b])
+    return time.perf_counter() - t0
+
+
+def bench_preprocess(workdir: Path, n: int, raw: Path | None, repeat: int = 3, workers: int = 1) -> None:
     from sparsenu.data.formats.synthetic import random_tracks, write_larcv3, write_ndlar_flow, write_pilarnet
     from sparsenu.data.preprocess import preprocess
 
     rng = np.random.default_rng(0)
     ev = random_tracks(n, rng, grid=256, n_points=600)
+    pdgs = [[(11, 22, 13, 211, 2212)[i % 5], 22] for i in range(n)]
+    g = "Data/sparse3d_sbndvoxels_group/"
     files = {
-        "larcv3": (write_larcv3(workdir / "l.h5", ev, number_of_voxels=(256,) * 3, image_sizes_mm=(972.8,) * 3),
-                   ["Events/event_id", "Data/sparse3d_sbndvoxels_group/extents",
-                    "Data/sparse3d_sbndvoxels_group/voxel_extents", "Data/sparse3d_sbndvoxels_group/voxels",
-                    "Data/sparse3d_sbndvoxels_group/image_meta"]),
-        "pilarnet": (write_pilarnet(workdir / "p.h5", [(c.astype(float), q) for c, q in ev]), ["point"]),
-        "ndlar-flow": (write_ndlar_flow(workdir / "f.h5", [(c * 0.38, q) for c, q in ev]),
+        # larcv3: voxels gzip-compressed (the synthetic writer's native choice), labels from particles
+        "larcv3": (write_larcv3(workdir / "l.h5", ev, number_of_voxels=(256,) * 3, image_sizes_mm=(972.8,) * 3,
+                                pdgs=pdgs),
+                   ["Events/event_id", g + "extents", g + "voxel_extents", g + "voxels", g + "image_meta",
+                    "Data/particle_sbndvoxels_group/extents", "Data/particle_sbndvoxels_group/particles"]),
+        # PILArNet-M: variable-length float32 rows, uncompressed
+        "pilarnet": (write_pilarnet(workdir / "p.h5", [(c.astype(float), q) for c, q in ev],
+                                    labels=[i % 5 for i in range(n)]), ["point", "label"]),
+        # ND-LAr flow: uncompressed compound tables, hits stored event by event (as h5flow writes
+        # them); 3.8 mm track voxels rebinned to 4.4 mm, so hits merge and every event is sorted
+        "ndlar-flow": (write_ndlar_flow(workdir / "f.h5", [(c * 0.38, q) for c, q in ev], shuffle_seed=None),
                        ["charge/events/data", "charge/calib_prompt_hits/data",
                         "charge/events/ref/charge/calib_prompt_hits/ref",
                         "charge/events/ref/charge/calib_prompt_hits/ref_region"]),
     }
     if raw is not None:
-        files["sparsenu"] = (raw, ["events/event_id", "events/label", "hits/coords", "hits/charge",
-                                   "hits/offsets"])
-    print(f"preprocessing ({n} events/file, {np.mean([len(c) for c, _ in ev]):.0f} voxels/event for the "
-          "synthetic formats; ratio = raw h5py read time / preprocess time, target >= 0.5):")
+        # sparsenu raw: simulated events repeated up to n (lzf + shuffle, as `sparsenu simulate` writes)
+        files["sparsenu"] = (_tile_raw(raw, workdir / "raw-tiled.h5", n),
+                             ["events/event_id", "events/label", "hits/coords", "hits/charge", "hits/offsets"])
+    print(f"preprocessing, {n} events per file, workers={workers}; best of {repeat}, read and preprocess "
+          "alternated; ratio = h5py read of the same input datasets / preprocess (target >= 0.5); "
+          "'write' = writing the output arrays alone (lzf + shuffle), 'ceiling' = read / (read + write):")
     for fmt, (path, names) in files.items():
-        t_read = _best(lambda: _read_all(path, names))
         out = workdir / f"out-{fmt}.h5"
-        summaries = []
-        t_pre = _best(lambda: summaries.append(
-            preprocess(path, out, fmt=fmt, overwrite=True, progress=False)))
-        s = summaries[-1]
-        print(f"  {fmt:10s} read {t_read * 1e3:7.1f} ms  preprocess {t_pre * 1e3:7.1f} ms  "
-              f"ratio {t_read / t_pre:5.2f}  ({s.events_in / t_pre:,.0f} events/s, "
-              f"{s.bytes_read / 1e6 / t_pre:.0f} MB/s)")
+        t_read = t_pre = c_read = c_pre = float("inf")
+        s = None
+        for _ in range(repeat):
+            w0, c0 = time.perf_counter(), time.process_time()
+            _read_all(path, names)
+            t_read = min(t_read, time.perf_counter() - w0)
+            c_read = min(c_read, time.process_time() - c0)
+            w0, c0 = time.perf_counter(), time.process_time()
+            s = preprocess(path, out, fmt=fmt, overwrite=True, progress=False, workers=workers)
+            t_pre = min(t_pre, time.perf_counter() - w0)
+            c_pre = min(c_pre, time.process_time() - c0)
+        t_write = min(_write_only(out, workdir / "write-only.h5") for _ in range(repeat))
+        print(f"  {fmt:10s} {s.voxels / max(s.events_out, 1):4.0f} vox/ev | "
+              f"read {t_read * 1e3:6.1f} ms  preprocess {t_pre * 1e3:6.1f} ms  ratio {t_read / t_pre:4.2f} "
+              f"(cpu {c_read / c_pre:4.2f}) | write {t_write * 1e3:6.1f} ms  ceiling "
+              f"{t_read / (t_read + t_write):4.2f} | {s.events_in / t_pre:,.0f} events/s, "
+              f"{os.path.getsize(path) / 1e6:.0f} MB in, {os.path.getsize(out) / 1e6:.0f} MB out")
 
 
 def bench_dataset(workdir: Path, n: int, batch: int) -> None:
@@ -155,7 +216,11 @@ def bench_dataset(workdir: Path, n: int, batch: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events", type=int, default=2000, help="events per preprocessing / dataset file")
+    ap.add_argument("--events", type=int, default=10000, help="events per preprocessing input file")
+    ap.add_argument("--dataset-events", type=int, default=2000, help="events in the dataset benchmark file")
+    ap.add_argument("--repeat", type=int, default=3, help="best-of repeats of the preprocessing figures")
+    ap.add_argument("--workers", type=int, default=1, help="preprocess worker processes")
+    ap.add_argument("--skip-dataset", action="store_true")
     ap.add_argument("--sim-events", type=int, default=300, help="events for the simulator figure")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--workdir", type=Path, default=None)
@@ -166,8 +231,9 @@ def main() -> None:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         raw = None if args.skip_sim else bench_simulator(workdir, args.sim_events)
-        bench_preprocess(workdir, args.events, raw)
-        bench_dataset(workdir, args.events, args.batch)
+        bench_preprocess(workdir, args.events, raw, args.repeat, args.workers)
+        if not args.skip_dataset:
+            bench_dataset(workdir, args.dataset_events, args.batch)
 
 
 if __name__ == "__main__":

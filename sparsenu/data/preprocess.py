@@ -35,11 +35,15 @@ __all__ = ["preprocess", "PreprocessSummary", "voxelise", "SKIP_REASONS"]
 
 #: skip reasons, in the order they are tested
 SKIP_REASONS = ("empty", "non-finite position", "non-finite charge", "out of volume")
-#: events per task
-CHUNK_EVENTS = 2048
+#: events per block (one task: one h5py slice per dataset, one vectorised voxelisation,
+#: one append to the output); a block of raw detector events holds ~0.5-2 M hits
+CHUNK_EVENTS = 8192
 #: formats without a stated volume keep up to this many voxel rows in memory so the final
 #: origin shift costs nothing (beyond it the shift rewrites /coords on disk)
 ANCHORED_BUFFER_ROWS = 8 << 20
+#: output rows buffered before a write when the origin is known (blocks larger than this
+#: go to the file in one append, without an extra copy)
+FLUSH_ROWS = 1 << 18
 
 
 @dataclasses.dataclass
@@ -104,32 +108,45 @@ class _Result:
 
 
 def voxelise(
-    pos_u: np.ndarray,
+    pos_u: np.ndarray | None,
     charge: np.ndarray,
     offsets: np.ndarray,
     scale: np.ndarray,
     volume_u: np.ndarray | None = None,
+    *,
+    idx: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Voxelise a chunk of events and flag bad ones.
+    """Voxelise a block of events in one vectorised pass and flag bad ones.
+
+    Every hit gets an int64 key ``((event * DX + ix) * DY + iy) * DZ + iz`` (indices
+    relative to the block's minimum, ``D*`` the block's extent), so one sort of the keys
+    orders the voxels by (event, x, y, z) and groups equal voxels; charge is summed per
+    voxel with ``np.bincount`` (float64, in input order: the result does not depend on
+    the sort algorithm). Inputs that are already sorted and unique per event (native-voxel
+    inputs: raw detector files, larcv3) are detected with one comparison and not sorted.
 
     Parameters
     ----------
-    pos_u : float64 [n, 3]
-        Hit positions in input units relative to the output origin.
-    charge : float64 [n]
+    pos_u : float32 or float64 [n, 3], or None
+        Hit positions in input units relative to the output origin (None: ``idx + 0.5``).
+    charge : float32 or float64 [n]
     offsets : int64 [k + 1]
         Event e owns hits ``offsets[e]:offsets[e+1]``.
     scale : float64 [3]
         Input units per output voxel inverse: ``unit_mm / voxel_size_mm``.
     volume_u : float64 [3], optional
         Volume ``[0, volume_u)`` in input units; hits outside make the event bad.
+    idx : int [n, 3], optional
+        Exact input voxel indices (hits at ``idx + 0.5``); used instead of the float
+        positions when ``scale`` is 1 (same result, no float round trip).
 
     Returns
     -------
-    coords : int64 [m, 3]
-        ``floor(pos_u * scale)`` per voxel, sorted by (event, x, y, z).
-    charge : float64 [m]
-        Summed charge per voxel.
+    coords : int [m, 3]
+        ``floor(pos_u * scale)`` per voxel, sorted by (event, x, y, z) (int32 when taken
+        from an int32 ``idx``, else int64).
+    charge : float [m]
+        Summed charge per voxel (float64; the input charge itself when no voxel merges).
     counts : int64 [k]
         Voxels per event (0 for bad events).
     reason : int8 [k]
@@ -139,6 +156,10 @@ def voxelise(
     counts_in = np.diff(offsets)
     reason = np.full(k, -1, np.int8)
     reason[counts_in == 0] = 0
+    unit_scale = bool(np.all(np.asarray(scale) == 1.0))
+    use_idx = idx is not None and unit_scale
+    if pos_u is None and not use_idx:
+        pos_u = np.asarray(idx, np.float64) + 0.5
     ev: np.ndarray | None = None
 
     def event_of_hits() -> np.ndarray:
@@ -152,57 +173,82 @@ def voxelise(
             per_event = np.bincount(event_of_hits()[bad_hits], minlength=k) > 0
             reason[per_event & (reason < 0)] = code
 
-    # fast paths: one reduction proves a whole chunk clean
+    n = len(charge)
+    # fast paths: one reduction proves a whole block clean
     with np.errstate(invalid="ignore", over="ignore"):
-        pos_clean = bool(np.isfinite(pos_u.sum())) if len(pos_u) else True
-        q_clean = bool(np.isfinite(charge.sum())) if len(charge) else True
+        if use_idx:
+            pos_clean = True
+        else:
+            pos_clean = bool(np.isfinite(pos_u.sum())) if n else True
+        q_clean = bool(np.isfinite(charge.sum())) if n else True
     finite_p = None
     if not pos_clean:
         finite_p = np.isfinite(pos_u).all(axis=1)
         flag(~finite_p, 1)
     if not q_clean:
         flag(~np.isfinite(charge), 2)
-    if volume_u is not None and len(pos_u):
-        with np.errstate(invalid="ignore"):
-            inside_all = pos_clean and bool(pos_u.min() >= 0) and all(
-                pos_u[:, a].max() < volume_u[a] for a in range(3))
+    if volume_u is not None and n:
+        vol = np.asarray(volume_u, np.float64)
+        if use_idx:
+            # idx + 0.5 in [0, vol)  <=>  idx >= 0 and idx + 0.5 < vol (exact in float64)
+            cols = [idx[:, a] for a in range(3)]
+            inside_all = all(int(c.min()) >= 0 and float(c.max()) + 0.5 < vol[a] for a, c in enumerate(cols))
             if not inside_all:
-                outside = (pos_u < 0).any(axis=1) | (pos_u >= volume_u).any(axis=1)
-                if finite_p is not None:
-                    outside &= finite_p
+                outside = np.zeros(n, bool)
+                for a, c in enumerate(cols):
+                    outside |= c < 0
+                    outside |= (c + 0.5) >= vol[a]
                 flag(outside, 3)
+        else:
+            with np.errstate(invalid="ignore"):
+                inside_all = pos_clean and bool(pos_u.min() >= 0) and all(
+                    pos_u[:, a].max() < vol[a] for a in range(3))
+                if not inside_all:
+                    outside = (pos_u < 0).any(axis=1) | (pos_u >= vol).any(axis=1)
+                    if finite_p is not None:
+                        outside &= finite_p
+                    flag(outside, 3)
+    src = idx if use_idx else pos_u
     if np.all(reason < 0):
-        pos, q = pos_u, charge
+        sel, q = src, charge
         evg = event_of_hits() if k else np.zeros(0, np.int64)
     else:
         good_hits = reason[event_of_hits()] < 0
-        pos, q, evg = pos_u[good_hits], charge[good_hits], event_of_hits()[good_hits]
+        sel, q, evg = src[good_hits], charge[good_hits], event_of_hits()[good_hits]
     counts = np.zeros(k, np.int64)
-    if len(pos) == 0:
+    if len(q) == 0:
         return np.zeros((0, 3), np.int64), np.zeros(0), counts, reason
-    if np.all(scale == 1.0):
-        idx = np.floor(pos).astype(np.int64)
+    if use_idx:
+        vidx = sel
+    elif unit_scale:
+        vidx = np.floor(sel).astype(np.int64)
     else:
-        idx = np.floor(pos * scale).astype(np.int64)
+        vidx = np.floor(np.asarray(sel, np.float64) * scale).astype(np.int64)
     # per-column reductions: numpy's axis=0 reduction over [n, 3] is ~20x slower
-    lo = np.array([idx[:, a].min() for a in range(3)], np.int64)
-    rel = idx - lo
-    dims = np.array([rel[:, a].max() for a in range(3)], np.int64) + 1
-    key = ((evg * dims[0] + rel[:, 0]) * dims[1] + rel[:, 1]) * dims[2] + rel[:, 2]
+    cols = [vidx[:, a] for a in range(3)]
+    lo = [int(c.min()) for c in cols]
+    dims = [int(c.max()) - lo[a] + 1 for a, c in enumerate(cols)]
+    key = evg * dims[0]
+    for a in range(3):
+        if a:
+            key *= dims[a]
+        key += cols[a]
+        key -= lo[a]
     if len(key) < 2 or bool(np.all(key[1:] > key[:-1])):
         # already sorted and unique within events (e.g. native-voxel inputs): nothing to merge
         counts = np.bincount(evg, minlength=k).astype(np.int64)
-        return idx, np.asarray(q, np.float64), counts, reason
-    uniq, inverse = np.unique(key, return_inverse=True)
-    qsum = np.bincount(inverse, weights=q, minlength=len(uniq))
-    iz = uniq % dims[2]
-    rest = uniq // dims[2]
-    iy = rest % dims[1]
-    rest = rest // dims[1]
-    ix = rest % dims[0]
-    ev_u = rest // dims[0]
-    coords = np.stack([ix, iy, iz], axis=1) + lo
-    counts = np.bincount(ev_u, minlength=k).astype(np.int64)
+        return vidx, q, counts, reason
+    order = np.argsort(key)
+    sk = key[order]
+    first = np.empty(len(sk), bool)
+    first[0] = True
+    np.not_equal(sk[1:], sk[:-1], out=first[1:])
+    inverse = np.empty(len(sk), np.intp)
+    inverse[order] = np.cumsum(first) - 1
+    rep = order[first]  # one hit of every distinct voxel, in (event, x, y, z) order
+    qsum = np.bincount(inverse, weights=q, minlength=len(rep))
+    coords = vidx[rep]
+    counts = np.bincount(evg[rep], minlength=k).astype(np.int64)
     return coords, qsum, counts, reason
 
 
@@ -220,18 +266,26 @@ def _process_task(fmt: str, info: FileInfo, start: int, stop: int, voxel_size_mm
     scale = np.asarray(info.unit_mm, np.float64) / float(voxel_size_mm)
     if info.native_voxel_mm is not None and abs(voxel_size_mm - info.native_voxel_mm) < 1e-12 * voxel_size_mm:
         scale = np.ones(3)
-    coords, q, counts, reason = voxelise(chunk.pos_u, chunk.charge, chunk.offsets, scale,
-                                         None if anchored else info.volume_u)
+    use_idx = chunk.idx is not None and bool(np.all(scale == 1.0))
+    coords, q, counts, reason = voxelise(None if use_idx else chunk.pos_u, chunk.charge, chunk.offsets, scale,
+                                         None if anchored else info.volume_u,
+                                         idx=chunk.idx if use_idx else None)
     keep = reason < 0
     bad = [(int(chunk.event_ids[j]), SKIP_REASONS[reason[j]]) for j in np.nonzero(~keep)[0]]
     offsets = np.zeros(int(keep.sum()) + 1, np.int64)
     np.cumsum(counts[keep], out=offsets[1:])
     min_idx = np.array([coords[:, a].min() for a in range(3)]) if (anchored and len(coords)) else None
-    if not anchored and len(coords):
+    if not anchored and len(coords) and coords.dtype != np.int32:
         if coords.max() > np.iinfo(np.int32).max:
             raise SparsenuError(f"{info.path}: voxel index exceeds int32; use a larger --voxel-size")
-    return _Result(coords=coords, feats=q.astype(np.float32)[:, None], offsets=offsets,
-                   labels=chunk.labels[keep], event_ids=chunk.event_ids[keep], bad=bad,
+    if coords.dtype != np.int32 and not anchored:
+        coords = coords.astype(np.int32)
+    feats = np.asarray(q, dtype=np.float32).reshape(-1, 1)
+    labels, event_ids = chunk.labels, chunk.event_ids
+    if not keep.all():
+        labels, event_ids = labels[keep], event_ids[keep]
+    return _Result(coords=coords, feats=feats, offsets=offsets,
+                   labels=labels, event_ids=event_ids, bad=bad,
                    events_in=stop - start, nbytes=chunk.nbytes, min_idx=min_idx)
 
 
@@ -240,9 +294,14 @@ def _run_task(args: tuple) -> _Result:
 
 
 def _tasks(fmt: str, infos: Sequence[FileInfo], voxel_size_mm: float, anchored: bool) -> Iterator[tuple]:
+    """Blocks of at most :data:`CHUNK_EVENTS` consecutive events, evenly sized within a file."""
     for info in infos:
-        for a in range(0, info.n_events, CHUNK_EVENTS):
-            yield (fmt, info, a, min(a + CHUNK_EVENTS, info.n_events), voxel_size_mm, anchored)
+        n = info.n_events
+        n_blocks = max(1, -(-n // CHUNK_EVENTS))
+        edges = [n * j // n_blocks for j in range(n_blocks + 1)]
+        for a, b in zip(edges[:-1], edges[1:]):
+            if b > a:
+                yield (fmt, info, a, b, voxel_size_mm, anchored)
 
 
 def _results(tasks: list, workers: int) -> Iterable[_Result]:
@@ -357,7 +416,7 @@ def preprocess(
     min_idx: np.ndarray | None = None
     with SparseH5Writer(output, voxel_size_mm=voxel_size_mm, origin_mm=origin_mm, detector=detector,
                         source=source, n_feats=1, feature_names=["charge"], overwrite=overwrite,
-                        flush_rows=ANCHORED_BUFFER_ROWS if anchored else 1 << 20) as w:
+                        flush_rows=ANCHORED_BUFFER_ROWS if anchored else FLUSH_ROWS) as w:
         with tqdm(total=n_total, disable=not progress, unit="ev", desc="preprocess") as bar:
             for task, res in zip(tasks, _results(tasks, workers)):
                 if strict and res.bad:

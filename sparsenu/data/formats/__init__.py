@@ -75,21 +75,60 @@ class FileInfo:
                 self.native_voxel_mm)
 
 
-@dataclasses.dataclass
 class Chunk:
     """Events ``start:stop`` of one file as flat hits.
 
-    ``pos_u`` float64 [n, 3] (input units), ``charge`` float64 [n],
-    ``offsets`` int64 [k + 1] (local, from 0), ``labels`` int64 [k],
-    ``event_ids`` int64 [k], ``nbytes`` bytes read from the file.
+    Parameters
+    ----------
+    pos_u : ndarray float [n, 3], optional
+        Hit positions in input units (float64, or float32 where the file stores float32;
+        both voxelise identically). May be omitted when ``idx`` is given: it is then
+        computed on first access by ``pos_fn`` (default ``idx + 0.5``, the voxel centres).
+    charge : ndarray float [n]
+        Hit charge (float32 or float64; summed in float64 by the voxeliser).
+    offsets : int64 [k + 1]
+        Local offsets (from 0): event j owns hits ``offsets[j]:offsets[j+1]``.
+    labels, event_ids : int64 [k]
+    nbytes : int
+        Payload bytes read from the file.
+    idx : ndarray int [n, 3], optional
+        Exact voxel indices of the hits in the input's own voxels, for formats whose hits
+        *are* voxels of a grid with ``unit_mm`` = the voxel size and ``base_mm`` its corner
+        (the hit sits at ``idx + 0.5`` input units). Lets the voxeliser skip the float
+        round trip when the output keeps the input voxel size.
+    pos_fn : callable, optional
+        ``() -> pos_u`` used when ``pos_u`` is None.
     """
 
-    pos_u: np.ndarray
-    charge: np.ndarray
-    offsets: np.ndarray
-    labels: np.ndarray
-    event_ids: np.ndarray
-    nbytes: int
+    __slots__ = ("_pos_u", "charge", "offsets", "labels", "event_ids", "nbytes", "idx", "_pos_fn")
+
+    def __init__(self, pos_u: np.ndarray | None = None, charge: np.ndarray | None = None,
+                 offsets: np.ndarray | None = None, labels: np.ndarray | None = None,
+                 event_ids: np.ndarray | None = None, nbytes: int = 0, *, idx: np.ndarray | None = None,
+                 pos_fn: Any = None) -> None:
+        if pos_u is None and idx is None:
+            raise ValueError("Chunk needs pos_u or idx")
+        self._pos_u = pos_u
+        self.charge = charge
+        self.offsets = offsets
+        self.labels = labels
+        self.event_ids = event_ids
+        self.nbytes = int(nbytes)
+        self.idx = idx
+        self._pos_fn = pos_fn
+
+    @property
+    def pos_u(self) -> np.ndarray:
+        """float [n, 3] hit positions in input units (computed from ``idx`` on first access)."""
+        if self._pos_u is None:
+            self._pos_u = self._pos_fn() if self._pos_fn is not None else self.idx.astype(np.float64) + 0.5
+        return self._pos_u
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __repr__(self) -> str:
+        return f"Chunk(events={len(self)}, hits={len(self.charge)}, nbytes={self.nbytes})"
 
 
 def get_reader(fmt: str) -> Any:

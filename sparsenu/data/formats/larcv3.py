@@ -145,6 +145,7 @@ def inspect(path: str | Path, producer: str | None = None) -> FileInfo:
 
 
 def _primary_labels(f: h5py.File, particle_producer: str | None, start: int, stop: int) -> np.ndarray:
+    """Class label of every event's primary particle (vectorised over the block)."""
     k = stop - start
     if particle_producer is None:
         return np.full(k, -1, np.int64)
@@ -162,20 +163,39 @@ def _primary_labels(f: h5py.File, particle_producer: str | None, start: int, sto
     parts = g["particles"][a:b]
     names = parts.dtype.names
     pdg_field = "pdg" if "pdg" in names else "pdg_code"
-    for j in np.nonzero(has)[0]:
-        rows = parts[first[j] - a:first[j] - a + count[j]]
-        pick = 0
-        if "trackid" in names and "parent_trackid" in names:
-            prim = np.nonzero(rows["trackid"] == rows["parent_trackid"])[0]
-            if prim.size:
-                pick = int(prim[0])
-        labels[j] = pdg_to_label(np.array([rows[pdg_field][pick]]))[0]
+    ev = np.nonzero(has)[0]
+    rows = ranges(first[has] - a, count[has])          # the events' particle rows, event by event
+    if len(rows) and int(rows.max()) >= len(parts):
+        raise IndexError(f"particle rows {a}:{a + int(rows.max()) + 1} past the end of the particle table")
+    begin = np.zeros(len(ev), np.int64)                 # position of each event's first row in `rows`
+    np.cumsum(count[has][:-1], out=begin[1:])
+    pick = begin.copy()                                 # default: the event's first particle
+    if "trackid" in names and "parent_trackid" in names:
+        prim = np.flatnonzero(parts["trackid"][rows] == parts["parent_trackid"][rows])
+        if prim.size:
+            owner = np.repeat(np.arange(len(ev)), count[has])[prim]
+            # positions are increasing, so the first primary of an event opens its run
+            first_of = np.ones(len(prim), bool)
+            first_of[1:] = owner[1:] != owner[:-1]
+            pick[owner[first_of]] = prim[first_of]
+    labels[ev] = pdg_to_label(parts[pdg_field][rows[pick]])
     return labels
+
+
+def _uniform_meta(nvox: np.ndarray, size: np.ndarray, origin: np.ndarray, info: FileInfo) -> bool:
+    """Whether every meta row equals the file's first one (the grid ``info`` describes)."""
+    nvox0 = np.asarray(info.volume_u)
+    return bool(np.all(nvox == nvox0) and np.all(size == np.asarray(info.detector["image_sizes_mm"]))
+                and np.all(origin == info.base_mm))
 
 
 def read_chunk(path: str | Path, info: FileInfo, start: int, stop: int) -> Chunk:
     """Voxels of events ``start:stop`` at voxel centres in units of the first event's voxels.
 
+    Vectorised over the block: one slice each of ``extents``, ``voxel_extents``,
+    ``image_meta``, ``voxels`` and the particle table. When every event uses the file's
+    first ``image_meta`` grid (the usual case), the voxel indices are returned exactly
+    (``Chunk.idx``) and positions are only computed if the output is rebinned.
     Voxel ids beyond the meta's ``number_of_voxels`` decode outside the volume and the
     event is then reported as out-of-volume by the voxeliser.
     """
@@ -190,7 +210,9 @@ def read_chunk(path: str | Path, info: FileInfo, start: int, stop: int) -> Chunk
         has = ev_n > 0
         vext_rows = ev_first[has]
         counts = np.zeros(k, np.int64)
-        pos = np.zeros((0, 3))
+        pos: np.ndarray | None = np.zeros((0, 3))
+        idx = None
+        pos_fn = None
         vals = np.zeros(0)
         nbytes = ext.nbytes
         if vext_rows.size:
@@ -211,31 +233,51 @@ def read_chunk(path: str | Path, info: FileInfo, start: int, stop: int) -> Chunk
                 nvox, size, origin = (np.repeat(nvox, m, 0), np.repeat(size, m, 0), np.repeat(origin, m, 0))
             nz = vn > 0
             if nz.any():
-                a, b = int(vfirst[nz].min()), int((vfirst + vn)[nz].max())
+                vf, vc = vfirst[nz], vn[nz]
+                a, b = int(vf.min()), int((vf + vc).max())
                 vox = g["voxels"][a:b]
                 nbytes += vox.nbytes
-                vox = vox[ranges(vfirst[nz] - a, vn[nz])]
-                rep = np.repeat(np.arange(int(nz.sum())), vn[nz])
-                nv = nvox[nz][rep]
+                if not (vf[0] == a and np.array_equal(vf[1:], (vf + vc)[:-1])):
+                    vox = vox[ranges(vf - a, vc)]  # voxel ranges do not simply tile [a, b)
                 ids = vox["id"].astype(np.int64)
-                idx = decode_voxel_ids_varying(ids, nv)
-                vsize = (size[nz] / nvox[nz])[rep]
-                # position in units of the file's (first event's) voxels, relative to its origin
-                pos = ((origin[nz][rep] - info.base_mm) + (idx + 0.5) * vsize) / info.unit_mm
-                # ids beyond the grid: push outside the volume so the event is rejected
-                total = nv.prod(axis=1)
-                bad = (ids < 0) | (ids >= total)
-                if bad.any():
-                    pos[bad] = -1.0
-                vals = vox["value"].astype(np.float64)
+                vals = vox["value"]
                 ev_idx = np.nonzero(has)[0][nz]
-                counts[ev_idx] = vn[nz]
+                counts[ev_idx] = vc
+                if _uniform_meta(nvox[nz], size[nz], origin[nz], info):
+                    nv0 = np.asarray(info.volume_u).astype(np.int64)
+                    idx = decode_voxel_ids(ids, nv0)
+                    bad = (ids < 0) | (ids >= int(np.prod(nv0)))
+                    if bad.any():
+                        idx[bad] = -1  # centre at -0.5: outside the volume
+                    vsize0 = np.asarray(info.detector["image_sizes_mm"], np.float64) / nv0
+                    off0 = info.base_mm - info.base_mm
+                    unit, has_bad = info.unit_mm, bool(bad.any())
+
+                    def pos_fn(idx=idx, bad=bad, vsize0=vsize0, off0=off0, unit=unit, has_bad=has_bad):
+                        p = (off0 + (idx + 0.5) * vsize0) / unit
+                        if has_bad:
+                            p[bad] = -1.0
+                        return p
+
+                    pos = None
+                else:
+                    rep = np.repeat(np.arange(int(nz.sum())), vc)
+                    nv = nvox[nz][rep]
+                    gidx = decode_voxel_ids_varying(ids, nv)
+                    vsize = (size[nz] / nvox[nz])[rep]
+                    # position in units of the file's (first event's) voxels, relative to its origin
+                    pos = ((origin[nz][rep] - info.base_mm) + (gidx + 0.5) * vsize) / info.unit_mm
+                    # ids beyond the grid: push outside the volume so the event is rejected
+                    total = nv[:, 0] * nv[:, 1] * nv[:, 2]
+                    bad = (ids < 0) | (ids >= total)
+                    if bad.any():
+                        pos[bad] = -1.0
         offsets = np.zeros(k + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
         labels = _primary_labels(f, info.extra.get("particle_producer"), start, stop)
         ids_ev = _event_ids(f["Events/event_id"], start, stop)
     return Chunk(pos_u=pos, charge=vals, offsets=offsets, labels=labels, event_ids=ids_ev,
-                 nbytes=int(nbytes + labels.nbytes + ids_ev.nbytes))
+                 nbytes=int(nbytes + labels.nbytes + ids_ev.nbytes), idx=idx, pos_fn=pos_fn)
 
 
 def ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:

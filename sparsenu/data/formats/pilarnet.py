@@ -59,32 +59,40 @@ def inspect(path: str | Path, producer: str | None = None) -> FileInfo:
 
 
 def read_chunk(path: str | Path, info: FileInfo, start: int, stop: int) -> Chunk:
-    """Points of events ``start:stop``: positions in voxel units, charge = voxel value."""
+    """Points of events ``start:stop``: positions in voxel units, charge = voxel value.
+
+    Vectorised over the block: the variable-length rows are joined with one
+    ``np.concatenate`` (row widths checked in one pass) and viewed as ``[N, 8]``; positions
+    and charge stay float32 as stored (the voxeliser floors and sums them exactly as
+    float64 would).
+    """
     k = stop - start
     with open_h5(path) as f:
         ds = f["point"]
         if ds.ndim == 1:
             rows = ds[start:stop]
-            pts = []
-            for j, r in enumerate(rows):
-                r = np.asarray(r)
-                if r.size % POINT_COLUMNS:
-                    raise SparsenuError(
-                        f"{path}: event {start + j}: /point row has {r.size} values, "
-                        f"not a multiple of {POINT_COLUMNS}")
-                pts.append(r.reshape(-1, POINT_COLUMNS)[:, :4])
-            counts = np.array([len(p) for p in pts], np.int64)
-            arr = np.concatenate(pts).astype(np.float64) if pts else np.zeros((0, 4))
-            nbytes = int(sum(np.asarray(r).nbytes for r in rows))
+            sizes = np.fromiter((r.size for r in rows), np.int64, count=len(rows))
+            bad = np.flatnonzero(sizes % POINT_COLUMNS)
+            if bad.size:
+                j = int(bad[0])
+                raise SparsenuError(
+                    f"{path}: event {start + j}: /point row has {int(sizes[j])} values, "
+                    f"not a multiple of {POINT_COLUMNS}")
+            counts = sizes // POINT_COLUMNS
+            flat = np.concatenate([np.ravel(r) for r in rows]) if len(rows) else np.zeros(0, np.float32)
+            arr = flat.reshape(-1, POINT_COLUMNS)[:, :4]
+            nbytes = int(flat.nbytes)
         else:
             block = ds[start:stop]
             nbytes = block.nbytes
             block = block.reshape(k, -1, POINT_COLUMNS) if ds.ndim == 2 else block
-            block = block[:, :, :4].astype(np.float64)
+            block = block[:, :, :4]
             pad = np.all(np.isnan(block), axis=2) | np.all(block == 0, axis=2)
             keep = ~pad
             counts = keep.sum(axis=1).astype(np.int64)
             arr = block[keep]
+        if arr.dtype.kind != "f":
+            arr = arr.astype(np.float64)
         if info.extra.get("label"):
             labels = f[info.extra["label"]][start:stop].astype(np.int64)
         else:

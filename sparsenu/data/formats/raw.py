@@ -49,6 +49,7 @@ __all__ = [
     "pack_events",
     "RawWriter",
     "read_header",
+    "RawReader",
     "read_event",
     "read_deposits",
     "read_hits",
@@ -328,77 +329,231 @@ def read_header(path: str | Path) -> dict:
         return _decode_attrs(f)
 
 
-def _event_row(f: h5py.File, i: int, path: Any) -> int:
-    n = f["events/event_id"].shape[0]
-    if not -n <= i < n:
-        raise IndexError(f"event {i} out of range for {n} events in {path}")
-    return i % n
+#: (resolved path, inode, mtime_ns, size) of files whose schema was validated in this process;
+#: an unchanged file is not validated again (a rewritten one has another inode or mtime)
+_VALIDATED: dict[tuple, bool] = {}
+_VALIDATED_MAX = 64
 
 
-def _read_deposits_open(f: h5py.File, i: int) -> Any:
-    a, b = (int(v) for v in f["deposits/offsets"][i:i + 2])
-    arrays = {k: f["deposits"][k][a:b] for k in f["deposits"] if k != "offsets"}
+def _file_key(path: Path) -> tuple | None:
     try:
-        from sparsenu.sim import Deposits
-    except ImportError:  # pragma: no cover - simulator not available
-        return SimpleNamespace(**arrays, n=b - a)
-    if hasattr(Deposits, "from_arrays"):
-        return Deposits.from_arrays(arrays)
-    return Deposits(**arrays)
+        st = path.stat()
+    except OSError:
+        return None
+    return (str(path.resolve()), st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class RawReader:
+    """Random access to the events of one raw detector file through one open handle.
+
+    Opens and validates the file once (the schema check of :func:`open_raw`; an unchanged
+    file already validated in this process is not validated again), keeps the h5py handle
+    and the dataset objects, and reads an event as a handful of small slices.
+
+    Parameters
+    ----------
+    path : path
+        Raw detector file (``data_specs/raw_detector.md``).
+    cache_tables : bool
+        Read the per-event tables (``/events/*``, ``/primaries/*``, ``/hits/offsets``,
+        ``/deposits/offsets``: about 100 bytes per event) into memory on first use, so an
+        event costs only its hit and deposit slices. ``False`` reads them row by row (the
+        cheaper choice for a reader used for one or two events).
+
+    Notes
+    -----
+    Use as a context manager or call :meth:`close`. Picklable: the handle is not pickled
+    and a handle inherited through ``fork`` is not reused (HDF5 is not fork-safe); each
+    process reopens the file on its first read, so a reader can be shared with
+    ``DataLoader(num_workers > 0)`` workers like ``SparseH5Dataset``.
+
+    Examples
+    --------
+    >>> with RawReader("raw.h5") as r:                    # doctest: +SKIP
+    ...     ev = r.read_event(3)           # sparsenu.sim.SimEvent
+    ...     coords, charge = r.read_hits(3)
+    """
+
+    def __init__(self, path: str | Path, *, cache_tables: bool = True) -> None:
+        self.path = Path(path)
+        self.cache_tables = bool(cache_tables)
+        self._f: h5py.File | None = None
+        self._pid: int | None = None
+        self._ds: dict[str, h5py.Dataset] = {}
+        self._tables: dict[str, np.ndarray] = {}
+        self._open()
+
+    # -- handle ---------------------------------------------------------------------------
+    def _open(self) -> h5py.File:
+        import os
+
+        key = _file_key(self.path)
+        if key is not None and key in _VALIDATED:
+            f = open_h5(self.path)
+        else:
+            f = open_raw(self.path, data_checks=False)
+            if key is not None:
+                if len(_VALIDATED) >= _VALIDATED_MAX:
+                    _VALIDATED.clear()
+                _VALIDATED[key] = True
+        self._f, self._pid = f, os.getpid()
+        self._ds = {}
+        self.n_events = int(f["events/event_id"].shape[0])
+        self._prim_names = list(f["primaries"])
+        self._dep_names = [k for k in f["deposits"] if k != "offsets"]
+        return f
+
+    def _file(self) -> h5py.File:
+        import os
+
+        if self._f is None or self._pid != os.getpid():
+            self._f = None  # a handle inherited through fork is not used
+            self._open()
+        return self._f
+
+    def _dset(self, name: str) -> h5py.Dataset:
+        f = self._file()  # reopens (and forgets the dataset objects) in a new process
+        ds = self._ds.get(name)
+        if ds is None:
+            ds = self._ds[name] = f[name]
+        return ds
+
+    def close(self) -> None:
+        """Close this process' handle (a later read reopens the file)."""
+        import os
+
+        if self._f is not None and self._pid == os.getpid():
+            with contextlib.suppress(Exception):
+                self._f.close()
+        self._f, self._pid, self._ds = None, None, {}
+
+    def __enter__(self) -> "RawReader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.update(_f=None, _pid=None, _ds={})
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    def __len__(self) -> int:
+        return self.n_events
+
+    def __repr__(self) -> str:
+        return f"RawReader({str(self.path)!r}, events={self.n_events})"
+
+    # -- per-event tables -----------------------------------------------------------------
+    def row(self, i: int) -> int:
+        """Normalise an event row (negative counts from the end); IndexError if out of range."""
+        n = self.n_events
+        if not -n <= i < n:
+            raise IndexError(f"event {i} out of range for {n} events in {self.path}")
+        return int(i) % n
+
+    def _table(self, name: str) -> np.ndarray | None:
+        if not self.cache_tables:
+            return None
+        t = self._tables.get(name)
+        if t is None:
+            t = self._tables[name] = self._dset(name)[()]
+        return t
+
+    def _at(self, name: str, i: int) -> Any:
+        t = self._table(name)
+        return self._dset(name)[i] if t is None else t[i]
+
+    def _span(self, name: str, i: int) -> tuple[int, int]:
+        t = self._table(name)
+        a, b = self._dset(name)[i:i + 2] if t is None else t[i:i + 2]
+        return int(a), int(b)
+
+    # -- events -----------------------------------------------------------------------------
+    def read_hits(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Hits of event row ``i``: coords int32 [m,3] voxel indices, charge float32 [m] (ADC)."""
+        i = self.row(i)
+        a, b = self._span("hits/offsets", i)
+        return self._dset("hits/coords")[a:b], self._dset("hits/charge")[a:b]
+
+    def read_deposits(self, i: int) -> Any:
+        """The deposit store of event row ``i`` as ``sparsenu.sim.Deposits``."""
+        return self._deposits(self.row(i))
+
+    def _deposits(self, i: int) -> Any:
+        a, b = self._span("deposits/offsets", i)
+        arrays = {k: self._dset(f"deposits/{k}")[a:b] for k in self._dep_names}
+        try:
+            from sparsenu.sim import Deposits
+        except ImportError:  # pragma: no cover - simulator not available
+            return SimpleNamespace(**arrays, n=b - a)
+        if hasattr(Deposits, "from_arrays"):
+            return Deposits.from_arrays(arrays)
+        return Deposits(**arrays)
+
+    def read_event(self, i: int) -> Any:
+        """Event row ``i`` as ``sparsenu.sim.SimEvent`` (primary, deposits, hits, label, event_id, event_seed)."""
+        i = self.row(i)
+        prim = {}
+        for k in self._prim_names:
+            v = self._at(f"primaries/{k}", i)
+            prim[k] = np.array(v) if isinstance(v, np.ndarray) else v.item()
+        deposits = self._deposits(i)
+        coords, charge = self.read_hits(i)
+        event_id = int(self._at("events/event_id", i))
+        label = int(self._at("events/label", i))
+        event_seed = int(self._at("events/event_seed", i))
+        attempt = int(self._at("events/attempt", i))
+        try:
+            from sparsenu.sim import DetectorHits, Primary, SimEvent
+        except ImportError:  # pragma: no cover
+            return SimpleNamespace(event_id=event_id, label=label, event_seed=event_seed, attempt=attempt,
+                                   primary=SimpleNamespace(**prim), deposits=deposits,
+                                   hits=SimpleNamespace(coords=coords, charge=charge))
+        fields = ({fl.name for fl in dataclasses.fields(Primary)} if dataclasses.is_dataclass(Primary)
+                  else set(prim))
+        primary = Primary(**{k: v for k, v in prim.items() if k in fields})
+        hits = DetectorHits(coords=coords, charge=charge)
+        return SimEvent(event_id=event_id, label=label, event_seed=event_seed, primary=primary,
+                        deposits=deposits, hits=hits, attempt=attempt)
 
 
 def read_deposits(path: str | Path, i: int) -> Any:
-    """The deposit store of event row ``i`` as ``sparsenu.sim.Deposits``."""
-    with open_raw(path, data_checks=False) as f:
-        return _read_deposits_open(f, _event_row(f, i, path))
+    """The deposit store of event row ``i`` as ``sparsenu.sim.Deposits``.
+
+    One-off access; use :class:`RawReader` to read many events of a file.
+    """
+    with RawReader(path, cache_tables=False) as r:
+        return r.read_deposits(i)
 
 
 def read_hits(path: str | Path, i: int) -> tuple[np.ndarray, np.ndarray]:
     """Hits of event row ``i``: coords int32 [m,3] voxel indices, charge float32 [m] (ADC)."""
-    with open_raw(path, data_checks=False) as f:
-        i = _event_row(f, i, path)
-        a, b = (int(v) for v in f["hits/offsets"][i:i + 2])
-        return f["hits/coords"][a:b], f["hits/charge"][a:b]
-
-
-def _read_event_open(f: h5py.File, i: int) -> Any:
-    prim = {}
-    for k in f["primaries"]:
-        v = f["primaries"][k][i]
-        prim[k] = np.asarray(v) if isinstance(v, np.ndarray) else v.item()
-    deposits = _read_deposits_open(f, i)
-    a, b = (int(v) for v in f["hits/offsets"][i:i + 2])
-    coords, charge = f["hits/coords"][a:b], f["hits/charge"][a:b]
-    event_id = int(f["events/event_id"][i])
-    label = int(f["events/label"][i])
-    event_seed = int(f["events/event_seed"][i])
-    attempt = int(f["events/attempt"][i])
-    try:
-        from sparsenu.sim import DetectorHits, Primary, SimEvent
-    except ImportError:  # pragma: no cover
-        return SimpleNamespace(event_id=event_id, label=label, event_seed=event_seed, attempt=attempt,
-                               primary=SimpleNamespace(**prim), deposits=deposits,
-                               hits=SimpleNamespace(coords=coords, charge=charge))
-    fields = {fl.name for fl in dataclasses.fields(Primary)} if dataclasses.is_dataclass(Primary) else set(prim)
-    primary = Primary(**{k: v for k, v in prim.items() if k in fields})
-    hits = DetectorHits(coords=coords, charge=charge)
-    return SimEvent(event_id=event_id, label=label, event_seed=event_seed, primary=primary,
-                    deposits=deposits, hits=hits, attempt=attempt)
+    with RawReader(path, cache_tables=False) as r:
+        return r.read_hits(i)
 
 
 def read_event(path: str | Path, i: int) -> Any:
-    """Event row ``i`` as ``sparsenu.sim.SimEvent`` (primary, deposits, hits, label, event_id, event_seed)."""
-    with open_raw(path, data_checks=False) as f:
-        return _read_event_open(f, _event_row(f, i, path))
+    """Event row ``i`` as ``sparsenu.sim.SimEvent`` (primary, deposits, hits, label, event_id, event_seed).
+
+    One-off access (opens the file per call; the schema is validated once per process
+    and file version); use :class:`RawReader` to read many events of a file.
+    """
+    with RawReader(path, cache_tables=False) as r:
+        return r.read_event(i)
 
 
 def iter_events(path: str | Path, start: int = 0, stop: int | None = None) -> Iterable[Any]:
     """Iterate ``SimEvent`` objects of rows ``start:stop`` (one open file)."""
-    with open_raw(path) as f:
+    with open_raw(path) as f:  # full validation, offsets included
         n = f["events/event_id"].shape[0]
-        stop = n if stop is None else min(stop, n)
+    stop = n if stop is None else min(stop, n)
+    with RawReader(path) as r:
         for i in range(start, stop):
-            yield _read_event_open(f, i)
+            yield r.read_event(i)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -423,7 +578,12 @@ def inspect(path: str | Path, producer: str | None = None) -> FileInfo:
 
 
 def read_chunk(path: str | Path, info: FileInfo, start: int, stop: int) -> Chunk:
-    """Hits of events ``start:stop`` at voxel centres (input unit = one voxel)."""
+    """Hits of events ``start:stop`` as exact voxel indices (input unit = one voxel).
+
+    One contiguous h5py slice per dataset; ``Chunk.idx`` is ``/hits/coords`` as stored
+    (int32) and ``Chunk.pos_u`` (the voxel centres, ``idx + 0.5``) is only computed when
+    the output is rebinned to another voxel size.
+    """
     with open_h5(path) as f:
         off = f["hits/offsets"][start:stop + 1].astype(np.int64)
         a, b = int(off[0]), int(off[-1])
@@ -431,7 +591,7 @@ def read_chunk(path: str | Path, info: FileInfo, start: int, stop: int) -> Chunk
         charge = f["hits/charge"][a:b]
         labels = f["events/label"][start:stop].astype(np.int64)
         ids = f["events/event_id"][start:stop].astype(np.int64)
-    pos = coords.astype(np.float64) + 0.5
     nbytes = off.nbytes + coords.nbytes + charge.nbytes + labels.nbytes + ids.nbytes
-    return Chunk(pos_u=pos, charge=charge.astype(np.float64), offsets=off - a, labels=labels,
-                 event_ids=ids, nbytes=nbytes)
+    off -= a
+    return Chunk(charge=charge, offsets=off, labels=labels, event_ids=ids, nbytes=nbytes,
+                 idx=coords.reshape(-1, 3))

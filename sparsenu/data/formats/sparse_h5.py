@@ -244,8 +244,9 @@ class SparseH5Writer:
             raise RuntimeError("SparseH5Writer used outside its 'with' block")
         if not self._coords:
             return
-        coords = np.concatenate(self._coords)
-        feats = np.concatenate(self._feats)
+        # a single buffered block (the usual case for big blocks) is written without a copy
+        coords = self._coords[0] if len(self._coords) == 1 else np.concatenate(self._coords)
+        feats = self._feats[0] if len(self._feats) == 1 else np.concatenate(self._feats)
         n0, n1 = self.n_rows, self.n_rows + len(coords)
         for name, arr in (("coords", coords), ("feats", feats)):
             ds = self._f[name]
