@@ -47,20 +47,13 @@ class ResimDataset(torch.utils.data.Dataset):
         Multiplies the charge (ADC) before ``transform``, as in ``SparseH5Dataset``.
     indices : sequence of int, optional
         File rows exposed (default all).
-    preload : bool
-        Read the primaries, deposits and hits of the whole file into memory once (one
-        pass over each HDF5 dataset; about 36 bytes per deposit segment and 16 per hit),
-        then build events from memory. ``False`` reads each item with
-        :func:`sparsenu.data.formats.raw.read_event`, which opens and validates the file
-        per call (about 15 ms/event on the build machine, tens of times the cost of a
-        detector re-simulation: see ``tools/bench_augment.py``).
-
     Notes
     -----
     ``ds[i]`` returns ``{"views": [(coords int32 [m,3], feats float32 [m,1]), ...],
     "label": int, "event_id": int, "index": int}``. Safe with
-    ``DataLoader(num_workers > 0)``: no file handle is kept (preloaded arrays are shared
-    copy-on-write with forked workers).
+    ``DataLoader(num_workers > 0)``: events are read through
+    :class:`sparsenu.data.formats.raw.RawReader` (validated once, one handle per process,
+    about 0.1 ms per event), so nothing but the per-event tables is held in memory.
     """
 
     def __init__(
@@ -72,7 +65,6 @@ class ResimDataset(torch.utils.data.Dataset):
         seed: int = 0,
         feature_scale: float = 1.0,
         indices: Sequence[int] | np.ndarray | None = None,
-        preload: bool = True,
     ) -> None:
         from sparsenu.data.formats import raw
 
@@ -84,13 +76,10 @@ class ResimDataset(torch.utils.data.Dataset):
         self.seed = int(seed)
         self.feature_scale = float(feature_scale)
         self.epoch = 0
-        self.preload = bool(preload)
-        self._store: dict | None = None
         with raw.open_raw(self.path) as f:
             self._labels = f["events/label"][()].astype(np.int64)
             self._event_ids = f["events/event_id"][()].astype(np.int64)
-            if self.preload:
-                self._store = _read_store(f)
+        self._reader = raw.RawReader(self.path)
         self.header = raw.read_header(self.path)
         if resim is None:
             from sparsenu.augment.resim import ResimViews
@@ -129,7 +118,7 @@ class ResimDataset(torch.utils.data.Dataset):
         """A dataset over ``indices`` (positions in this dataset) with the same settings."""
         rows = self._rows[np.asarray(indices, dtype=np.int64)]
         return ResimDataset(self.path, self.n_views, self.resim, self.transform, self.seed,
-                            self.feature_scale, indices=rows, preload=self.preload)
+                            self.feature_scale, indices=rows)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the view stream of ``epoch``."""
@@ -140,13 +129,12 @@ class ResimDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         from sparsenu.data.dataset import view_generator
-        from sparsenu.data.formats.raw import read_event
 
         n = len(self._rows)
         if not -n <= i < n:
             raise IndexError(f"index {i} out of range for {n} events")
         row = int(self._rows[i])
-        event = read_event(self.path, row) if self._store is None else _event_from_store(self._store, row)
+        event = self._reader.read_event(row)
         views = []
         for k in range(self.n_views):
             g = view_generator(self.seed, self.epoch, row, k)
@@ -163,31 +151,3 @@ class ResimDataset(torch.utils.data.Dataset):
         return (f"ResimDataset({str(self.path)!r}, events={len(self)}, n_views={self.n_views}, "
                 f"resim={self.resim!r}, transform={self.transform!r})")
 
-
-def _read_store(f: Any) -> dict:
-    """Every array of the primaries, deposits, hits and events groups of an open raw file."""
-    return {grp: {k: f[grp][k][()] for k in f[grp]} for grp in ("events", "primaries", "deposits", "hits")}
-
-
-def _event_from_store(store: dict, i: int) -> Any:
-    """Row ``i`` of a preloaded raw file as ``sparsenu.sim.SimEvent`` (as ``raw.read_event`` builds it)."""
-    import dataclasses
-
-    from sparsenu.sim import DetectorHits, Deposits, Primary, SimEvent
-
-    prim = {}
-    for k, arr in store["primaries"].items():
-        v = arr[i]
-        prim[k] = np.asarray(v) if isinstance(v, np.ndarray) else v.item()
-    names = {fl.name for fl in dataclasses.fields(Primary)}
-    primary = Primary(**{k: v for k, v in prim.items() if k in names})
-    dep = store["deposits"]
-    a, b = int(dep["offsets"][i]), int(dep["offsets"][i + 1])
-    deposits = Deposits.from_arrays({k: v[a:b] for k, v in dep.items() if k != "offsets"})
-    hits = store["hits"]
-    a, b = int(hits["offsets"][i]), int(hits["offsets"][i + 1])
-    ev = store["events"]
-    return SimEvent(event_id=int(ev["event_id"][i]), label=int(ev["label"][i]),
-                    event_seed=int(ev["event_seed"][i]), primary=primary, deposits=deposits,
-                    hits=DetectorHits(coords=hits["coords"][a:b], charge=hits["charge"][a:b]),
-                    attempt=int(ev["attempt"][i]))
