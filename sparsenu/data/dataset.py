@@ -16,6 +16,7 @@ workers at every epoch, so the new epoch reaches them).
 """
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -26,7 +27,7 @@ import torch
 from sparsenu.errors import SparsenuError
 from sparsenu.data.formats.sparse_h5 import open_sparse, read_sparse_attrs
 
-__all__ = ["SparseH5Dataset", "collate_views", "view_generator"]
+__all__ = ["EventViewDataset", "SparseH5Dataset", "collate_views", "view_generator"]
 
 Transform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], "tuple[torch.Tensor, torch.Tensor]"]
 
@@ -44,7 +45,99 @@ def view_generator(seed: int, epoch: int, index: int, view: int) -> torch.Genera
     return g
 
 
-class SparseH5Dataset(torch.utils.data.Dataset):
+class EventViewDataset(torch.utils.data.Dataset):
+    """Shared bookkeeping of datasets that return augmented views of file events.
+
+    Owns the exposed file rows (``indices``), labels and event ids, the epoch, and
+    the view pipeline: for view ``k`` of file row ``row`` in epoch ``e`` one
+    generator :func:`view_generator` ``(seed, e, row, k)`` feeds first the
+    subclass' :meth:`_raw_views` (e.g. a re-simulation), then ``feature_scale``,
+    then ``transform``. Subclasses implement :meth:`_raw_views` only.
+    """
+
+    def __init__(self, path: Path, labels: np.ndarray, event_ids: np.ndarray, *, n_views: int,
+                 seed: int, feature_scale: float, transform: Transform | None,
+                 indices: Sequence[int] | np.ndarray | None) -> None:
+        if int(n_views) < 1:
+            raise ValueError(f"n_views must be >= 1, got {n_views}")
+        self.path = Path(path)
+        self.transform = transform
+        self.n_views = int(n_views)
+        self.seed = int(seed)
+        self.feature_scale = float(feature_scale)
+        self.epoch = 0
+        self._labels = np.asarray(labels, dtype=np.int64)
+        self._event_ids = np.asarray(event_ids, dtype=np.int64)
+        n = len(self._labels)
+        if indices is None:
+            self._rows = np.arange(n, dtype=np.int64)
+        else:
+            rows = np.asarray(indices, dtype=np.int64).reshape(-1)
+            if rows.size and (rows.min() < -n or rows.max() >= n):
+                raise SparsenuError(f"{self.path}: indices out of range for {n} events")
+            self._rows = rows % max(n, 1)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Labels of the exposed events, int64 [len(self)] (-1 unknown)."""
+        return self._labels[self._rows]
+
+    @property
+    def event_ids(self) -> np.ndarray:
+        """Event ids of the exposed events, int64 [len(self)]."""
+        return self._event_ids[self._rows]
+
+    @property
+    def rows(self) -> np.ndarray:
+        """File rows of the exposed events."""
+        return self._rows.copy()
+
+    def subset(self, indices: Sequence[int] | np.ndarray):
+        """A dataset over ``indices`` (positions in this dataset) with the same settings.
+
+        No file is reopened or re-validated; the copy opens its own handle when read.
+        """
+        new = copy.copy(self)
+        new.__dict__.update(self.__getstate__())
+        new._rows = self._rows[np.asarray(indices, dtype=np.int64)]
+        return new
+
+    def __getstate__(self) -> dict:
+        return self.__dict__.copy()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the view stream of ``epoch``."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def _raw_views(self, row: int, generators: list[torch.Generator]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """One ``(coords int32 [m,3], feats float32 [m,F])`` per generator, before scaling."""
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> dict:
+        n = len(self._rows)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for {n} events")
+        row = int(self._rows[i])
+        gens = [view_generator(self.seed, self.epoch, row, k) for k in range(self.n_views)]
+        views = []
+        for (coords, feats), g in zip(self._raw_views(row, gens), gens):
+            if self.feature_scale != 1.0:
+                feats = feats * self.feature_scale
+            if self.transform is not None:
+                coords, feats = self.transform(coords, feats, g)
+            views.append((coords, feats))
+        return {"views": views, "label": int(self._labels[row]),
+                "event_id": int(self._event_ids[row]), "index": row}
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({str(self.path)!r}, events={len(self)}, "
+                f"n_views={self.n_views}, transform={self.transform!r})")
+
+
+class SparseH5Dataset(EventViewDataset):
     """Events of a sparse-tensor file as (views, label, event id).
 
     Parameters
@@ -67,7 +160,8 @@ class SparseH5Dataset(torch.utils.data.Dataset):
     -----
     ``ds[i]`` returns ``{"views": [(coords, feats), ...], "label": int,
     "event_id": int, "index": int}`` where ``index`` is the event's row in the
-    file (equal to ``i`` unless ``indices`` is given).
+    file (equal to ``i`` unless ``indices`` is given). View ``k`` is transformed
+    with the generator ``view_generator(seed, epoch, index, k)``.
     """
 
     def __init__(
@@ -79,67 +173,24 @@ class SparseH5Dataset(torch.utils.data.Dataset):
         feature_scale: float = 1.0,
         indices: Sequence[int] | np.ndarray | None = None,
     ) -> None:
-        if n_views < 1:
-            raise ValueError(f"n_views must be >= 1, got {n_views}")
-        self.path = Path(path)
-        self.transform = transform
-        self.n_views = int(n_views)
-        self.seed = int(seed)
-        self.feature_scale = float(feature_scale)
-        self.epoch = 0
-        with open_sparse(self.path) as f:
+        with open_sparse(Path(path)) as f:
             self._offsets = f["offsets"][()].astype(np.int64)
-            self._labels = f["labels"][()].astype(np.int64)
-            self._event_ids = f["event_id"][()].astype(np.int64)
+            labels = f["labels"][()]
+            event_ids = f["event_id"][()]
             self.attrs = read_sparse_attrs(f)
             self.n_feats = int(f["feats"].shape[1])
-        n = len(self._labels)
-        if indices is None:
-            self._rows = np.arange(n, dtype=np.int64)
-        else:
-            rows = np.asarray(indices, dtype=np.int64).reshape(-1)
-            if rows.size and (rows.min() < -n or rows.max() >= n):
-                raise SparsenuError(f"{self.path}: indices out of range for {n} events")
-            self._rows = rows % max(n, 1)
+        super().__init__(Path(path), labels, event_ids, n_views=n_views, seed=seed,
+                         feature_scale=feature_scale, transform=transform, indices=indices)
         self._h5: Any = None
         self._pid: int | None = None
 
-    # -- bookkeeping --------------------------------------------------------------------
     @property
     def voxel_size_mm(self) -> float:
         return float(self.attrs["voxel_size_mm"])
 
-    @property
-    def labels(self) -> np.ndarray:
-        """Labels of the exposed events, int64 [len(self)] (-1 unknown)."""
-        return self._labels[self._rows]
-
-    @property
-    def event_ids(self) -> np.ndarray:
-        """Event ids of the exposed events, int64 [len(self)]."""
-        return self._event_ids[self._rows]
-
-    @property
-    def rows(self) -> np.ndarray:
-        """File rows of the exposed events."""
-        return self._rows.copy()
-
     def n_voxels(self) -> np.ndarray:
         """Voxels per exposed event, int64 [len(self)]."""
         return (self._offsets[self._rows + 1] - self._offsets[self._rows])
-
-    def subset(self, indices: Sequence[int] | np.ndarray) -> "SparseH5Dataset":
-        """A dataset over ``indices`` (positions in this dataset) with the same settings."""
-        rows = self._rows[np.asarray(indices, dtype=np.int64)]
-        return SparseH5Dataset(self.path, self.transform, self.n_views, self.seed,
-                               self.feature_scale, indices=rows)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation stream of ``epoch``."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self._rows)
 
     # -- reading ------------------------------------------------------------------------
     def _file(self) -> Any:
@@ -158,26 +209,11 @@ class SparseH5Dataset(torch.utils.data.Dataset):
         a, b = int(self._offsets[row]), int(self._offsets[row + 1])
         return f["coords"][a:b], f["feats"][a:b]
 
-    def __getitem__(self, i: int) -> dict:
-        n = len(self._rows)
-        if not -n <= i < n:
-            raise IndexError(f"index {i} out of range for {n} events")
-        row = int(self._rows[i])
+    def _raw_views(self, row, generators):
         coords_np, feats_np = self.read_event(row)
         coords = torch.from_numpy(np.ascontiguousarray(coords_np, dtype=np.int32))
         feats = torch.from_numpy(np.ascontiguousarray(feats_np, dtype=np.float32))
-        if self.feature_scale != 1.0:
-            feats = feats * self.feature_scale
-        views = []
-        for k in range(self.n_views):
-            if self.transform is None:
-                views.append((coords, feats))
-            else:
-                g = view_generator(self.seed, self.epoch, row, k)
-                c, x = self.transform(coords, feats, g)
-                views.append((c, x))
-        return {"views": views, "label": int(self._labels[row]),
-                "event_id": int(self._event_ids[row]), "index": row}
+        return [(coords, feats)] * len(generators)
 
     def close(self) -> None:
         """Close this process' file handle (reopened on the next read)."""
@@ -200,10 +236,6 @@ class SparseH5Dataset(torch.utils.data.Dataset):
             self.close()
         except Exception:
             pass
-
-    def __repr__(self) -> str:
-        return (f"SparseH5Dataset({str(self.path)!r}, events={len(self)}, n_views={self.n_views}, "
-                f"transform={self.transform!r})")
 
 
 def collate_views(batch: Sequence[dict]) -> dict:

@@ -19,7 +19,6 @@ Bad input never produces a wrong file:
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections import Counter
 from pathlib import Path

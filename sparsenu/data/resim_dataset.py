@@ -13,19 +13,16 @@ draws the detector config and stage seeds, then feeds the optional ``transform``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
-import torch
 
-from sparsenu.errors import SparsenuError
+from sparsenu.data.dataset import EventViewDataset, Transform
 
 __all__ = ["ResimDataset"]
 
-Transform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], "tuple[torch.Tensor, torch.Tensor]"]
 
-
-class ResimDataset(torch.utils.data.Dataset):
+class ResimDataset(EventViewDataset):
     """Events of a raw detector file with re-simulated views.
 
     Parameters
@@ -68,86 +65,28 @@ class ResimDataset(torch.utils.data.Dataset):
     ) -> None:
         from sparsenu.data.formats import raw
 
-        if int(n_views) < 1:
-            raise ValueError(f"n_views must be >= 1, got {n_views}")
-        self.path = Path(raw_path)
-        self.n_views = int(n_views)
-        self.transform = transform
-        self.seed = int(seed)
-        self.feature_scale = float(feature_scale)
-        self.epoch = 0
-        with raw.open_raw(self.path) as f:
-            self._labels = f["events/label"][()].astype(np.int64)
-            self._event_ids = f["events/event_id"][()].astype(np.int64)
-        self._reader = raw.RawReader(self.path)
-        self.header = raw.read_header(self.path)
+        path = Path(raw_path)
+        with raw.open_raw(path) as f:
+            labels = f["events/label"][()]
+            event_ids = f["events/event_id"][()]
+        super().__init__(path, labels, event_ids, n_views=n_views, seed=seed,
+                         feature_scale=feature_scale, transform=transform, indices=indices)
+        self._reader = raw.RawReader(path)
+        self.header = raw.read_header(path)
         if resim is None:
             from sparsenu.augment.resim import ResimViews
             from sparsenu.config import from_dict
             from sparsenu.sim import DetectorConfig
 
             det = self.header.get("detector")
-            base = from_dict(DetectorConfig, det, source=str(self.path)) if isinstance(det, dict) else None
+            base = from_dict(DetectorConfig, det, source=str(path)) if isinstance(det, dict) else None
             resim = ResimViews(base_detector=base)
         self.resim = resim
-        n = len(self._labels)
-        if indices is None:
-            self._rows = np.arange(n, dtype=np.int64)
-        else:
-            rows = np.asarray(indices, dtype=np.int64).reshape(-1)
-            if rows.size and (rows.min() < -n or rows.max() >= n):
-                raise SparsenuError(f"{self.path}: indices out of range for {n} events")
-            self._rows = rows % max(n, 1)
 
-    @property
-    def labels(self) -> np.ndarray:
-        """Labels of the exposed events, int64 [len(self)]."""
-        return self._labels[self._rows]
-
-    @property
-    def event_ids(self) -> np.ndarray:
-        """Event ids of the exposed events, int64 [len(self)]."""
-        return self._event_ids[self._rows]
-
-    @property
-    def rows(self) -> np.ndarray:
-        """File rows of the exposed events."""
-        return self._rows.copy()
-
-    def subset(self, indices: Sequence[int] | np.ndarray) -> "ResimDataset":
-        """A dataset over ``indices`` (positions in this dataset) with the same settings."""
-        rows = self._rows[np.asarray(indices, dtype=np.int64)]
-        return ResimDataset(self.path, self.n_views, self.resim, self.transform, self.seed,
-                            self.feature_scale, indices=rows)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the view stream of ``epoch``."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __getitem__(self, i: int) -> dict:
-        from sparsenu.data.dataset import view_generator
-
-        n = len(self._rows)
-        if not -n <= i < n:
-            raise IndexError(f"index {i} out of range for {n} events")
-        row = int(self._rows[i])
+    def _raw_views(self, row, generators):
         event = self._reader.read_event(row)
-        views = []
-        for k in range(self.n_views):
-            g = view_generator(self.seed, self.epoch, row, k)
-            coords, feats = self.resim.from_event(event, g)
-            if self.feature_scale != 1.0:
-                feats = feats * self.feature_scale
-            if self.transform is not None:
-                coords, feats = self.transform(coords, feats, g)
-            views.append((coords, feats))
-        return {"views": views, "label": int(self._labels[row]),
-                "event_id": int(self._event_ids[row]), "index": row}
+        return [self.resim.from_event(event, g) for g in generators]
 
     def __repr__(self) -> str:
         return (f"ResimDataset({str(self.path)!r}, events={len(self)}, n_views={self.n_views}, "
                 f"resim={self.resim!r}, transform={self.transform!r})")
-

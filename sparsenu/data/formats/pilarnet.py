@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from sparsenu.errors import SparsenuError

@@ -41,7 +41,7 @@ import numpy as np
 from sparsenu.errors import SparsenuError
 from sparsenu.data.formats import Chunk, FileInfo
 from sparsenu.data.formats.schema import open_h5, validate_h5
-from sparsenu.data.formats.sparse_h5 import COMPRESSION, EVENT_CHUNK, ROW_CHUNK, atomic_output, check_output
+from sparsenu.data.formats.sparse_h5 import COMPRESSION, EVENT_CHUNK, ROW_CHUNK, AtomicH5Writer
 
 __all__ = [
     "SCHEMA",
@@ -164,7 +164,7 @@ class _Appendable:
         self.sizes[name] = n1
 
 
-class RawWriter:
+class RawWriter(AtomicH5Writer):
     """Write a raw detector file incrementally and atomically.
 
     Parameters
@@ -184,8 +184,7 @@ class RawWriter:
                  overwrite: bool = False, created_by: str = "sparsenu simulate") -> None:
         from sparsenu import __version__
 
-        self.output = check_output(output, overwrite)
-        self.overwrite = overwrite
+        super().__init__(output, overwrite)
         self.attrs = {
             "schema": SCHEMA,
             "schema_version": SCHEMA_VERSION,
@@ -200,40 +199,9 @@ class RawWriter:
         self.n_events = 0
         self._hits_counts: list[np.ndarray] = []
         self._dep_counts: list[np.ndarray] = []
-        self._ctx: Any = None
-        self._f: h5py.File | None = None
 
-    def __enter__(self) -> "RawWriter":
-        self._ctx = atomic_output(self.output, self.overwrite)
-        tmp = self._ctx.__enter__()
-        try:
-            self._f = h5py.File(tmp, "w")
-            self._app = _Appendable(self._f)
-        except BaseException as exc:
-            self._abort(type(exc), exc, exc.__traceback__)
-            raise
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            self._abort(exc_type, exc, tb)
-            return
-        try:
-            self._finish()
-        except BaseException as err:
-            self._abort(type(err), err, err.__traceback__)
-            raise
-        self._ctx.__exit__(None, None, None)
-
-    def _abort(self, *exc_info: Any) -> None:
-        if self._f is not None:
-            with contextlib.suppress(Exception):
-                self._f.close()
-            self._f = None
-        if self._ctx is not None:
-            with contextlib.suppress(BaseException):
-                self._ctx.__exit__(*exc_info)
-            self._ctx = None
+    def _create(self, f: h5py.File) -> None:
+        self._app = _Appendable(f)
 
     def add_events(self, events: Sequence[Any]) -> None:
         """Append simulator events (``SimEvent``) in the given order."""

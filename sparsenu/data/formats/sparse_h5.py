@@ -90,7 +90,64 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-class SparseH5Writer:
+class AtomicH5Writer:
+    """Base of the HDF5 writers: an h5py file at ``<output>.tmp-<pid>`` renamed into place.
+
+    Use a subclass as a context manager. ``__enter__`` opens the temporary file and
+    calls :meth:`_create`; a clean exit calls :meth:`_finish` (flush buffers, write
+    attributes) and renames the file to ``output``; any exception (in the body, in
+    ``_create`` or in ``_finish``) closes and deletes the temporary file, so no
+    partial output is ever left behind.
+    """
+
+    def __init__(self, output: str | Path, overwrite: bool = False) -> None:
+        self.output = check_output(output, overwrite)
+        self.overwrite = overwrite
+        self._ctx: Any = None
+        self._f: h5py.File | None = None
+
+    def _create(self, f: h5py.File) -> None:
+        """Create the datasets of a new file (subclass hook)."""
+
+    def _finish(self) -> None:
+        """Write what is buffered and the attributes, then close the file (subclass hook)."""
+        raise NotImplementedError
+
+    def __enter__(self):
+        self._ctx = atomic_output(self.output, self.overwrite)
+        tmp = self._ctx.__enter__()
+        try:
+            self._f = h5py.File(tmp, "w")
+            self._create(self._f)
+        except BaseException as exc:
+            self._abort(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self._abort(exc_type, exc, tb)
+            return
+        try:
+            self._finish()
+        except BaseException as err:
+            self._abort(type(err), err, err.__traceback__)
+            raise
+        self._ctx.__exit__(None, None, None)
+
+    def _abort(self, *exc_info: Any) -> None:
+        if self._f is not None:
+            with contextlib.suppress(Exception):
+                self._f.close()
+            self._f = None
+        if self._ctx is not None:
+            info = exc_info if exc_info else (RuntimeError, RuntimeError("aborted"), None)
+            with contextlib.suppress(BaseException):
+                self._ctx.__exit__(*info)
+            self._ctx = None
+
+
+class SparseH5Writer(AtomicH5Writer):
     """Append events to a sparse-tensor file, buffering and flushing into resizable datasets.
 
     Use as a context manager; the file appears at ``output`` only when the block
@@ -134,9 +191,8 @@ class SparseH5Writer:
     ) -> None:
         if compression not in ("lzf", "gzip"):
             raise ValueError(f"compression must be 'lzf' or 'gzip', got {compression!r}")
+        super().__init__(output, overwrite)
         self._comp = COMPRESSION if compression == "lzf" else GZIP
-        self.output = check_output(output, overwrite)
-        self.overwrite = overwrite
         self.attrs = {
             "schema": SCHEMA,
             "schema_version": SCHEMA_VERSION,
@@ -151,8 +207,6 @@ class SparseH5Writer:
         }
         self.n_feats = int(n_feats)
         self.flush_rows = int(flush_rows)
-        self._ctx: Any = None
-        self._f: h5py.File | None = None
         self._coords: list[np.ndarray] = []
         self._feats: list[np.ndarray] = []
         self._buffered = 0
@@ -162,43 +216,11 @@ class SparseH5Writer:
         self.n_rows = 0
         self.n_events = 0
 
-    # -- context manager ---------------------------------------------------------------
-    def __enter__(self) -> "SparseH5Writer":
-        self._ctx = atomic_output(self.output, self.overwrite)
-        tmp = self._ctx.__enter__()
-        try:
-            self._f = h5py.File(tmp, "w")
-            f = self._f
-            f.create_dataset("coords", shape=(0, 3), maxshape=(None, 3), dtype=np.int32,
-                             chunks=(ROW_CHUNK, 3), **self._comp)
-            f.create_dataset("feats", shape=(0, self.n_feats), maxshape=(None, self.n_feats),
-                             dtype=np.float32, chunks=(ROW_CHUNK, self.n_feats), **self._comp)
-        except BaseException:
-            self._abort()
-            raise
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            self._abort(exc_type, exc, tb)
-            return
-        try:
-            self._finish()
-        except BaseException as err:
-            self._abort(type(err), err, err.__traceback__)
-            raise
-        self._ctx.__exit__(None, None, None)
-
-    def _abort(self, *exc_info: Any) -> None:
-        if self._f is not None:
-            with contextlib.suppress(Exception):
-                self._f.close()
-            self._f = None
-        if self._ctx is not None:
-            info = exc_info if exc_info else (RuntimeError, RuntimeError("aborted"), None)
-            with contextlib.suppress(BaseException):
-                self._ctx.__exit__(*info)
-            self._ctx = None
+    def _create(self, f: h5py.File) -> None:
+        f.create_dataset("coords", shape=(0, 3), maxshape=(None, 3), dtype=np.int32,
+                         chunks=(ROW_CHUNK, 3), **self._comp)
+        f.create_dataset("feats", shape=(0, self.n_feats), maxshape=(None, self.n_feats),
+                         dtype=np.float32, chunks=(ROW_CHUNK, self.n_feats), **self._comp)
 
     # -- appending ---------------------------------------------------------------------
     def add_event(self, coords: np.ndarray, feats: np.ndarray, label: int = -1, event_id: int = -1) -> None:
