@@ -1,0 +1,422 @@
+"""Frozen per-event embeddings: computing them, and the embeddings file format.
+
+``compute_embeddings`` runs a frozen encoder (eval mode, no gradients, the
+projection head is never involved: only ``LoadedModel.encoder``) over a
+sparse-tensor dataset. ``embed_file`` is ``sparsenu embed``: it writes an
+embeddings HDF5 file (``data_specs/embeddings.md``) atomically. ``load_embeddings``
+reads one back as numpy arrays or a pandas DataFrame.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from sparsenu.errors import SparsenuError
+
+__all__ = [
+    "EMBEDDINGS_SCHEMA",
+    "EMBEDDINGS_SCHEMA_VERSION",
+    "compute_embeddings",
+    "embed_file",
+    "load_embeddings",
+    "write_embeddings",
+    "file_sha256",
+    "dataset_kwargs_from_config",
+    "open_eval_dataset",
+    "load_model",
+]
+
+EMBEDDINGS_SCHEMA = "sparsenu.embeddings"
+EMBEDDINGS_SCHEMA_VERSION = 1
+
+#: Datasets every sparse-tensor input file must hold (data_specs/sparse_tensor.md).
+_SPARSE_REQUIRED = ("coords", "feats", "offsets", "event_id")
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def _to_device(x: Any, device: Any) -> Any:
+    """Move a SparseTensor to ``device`` (no-op on CPU)."""
+    import torch
+
+    device = torch.device(device)
+    if x.feats.device == device:
+        return x
+    if hasattr(x, "to"):
+        return x.to(device)
+    from sparsenu.sparse import SparseTensor
+
+    return SparseTensor(x.coords.to(device), x.feats.to(device), stride=x.stride)
+
+
+def compute_embeddings(
+    encoder: Any,
+    dataset: Any,
+    batch_size: int = 64,
+    device: str = "cpu",
+    progress: bool = True,
+    desc: str = "embed",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Embeddings of every event of ``dataset`` by a frozen encoder.
+
+    Parameters
+    ----------
+    encoder : torch.nn.Module
+        Maps a batched ``SparseTensor`` to a ``Tensor [B, D]`` (e.g.
+        ``LoadedModel.encoder``; never the projection head). It is put in eval
+        mode and run under ``torch.no_grad``; its training flag is restored.
+    dataset : SparseH5Dataset
+        Items ``{"views": [(coords, feats), ...], "label", "event_id", ...}``;
+        only the first view is used. Pass a dataset without a transform
+        (no augmentation) for evaluation.
+    batch_size : int
+        Events per forward pass.
+    device : str or torch.device
+        Where the encoder runs.
+    progress : bool
+        Show a tqdm bar.
+    desc : str
+        Label of the progress bar.
+
+    Returns
+    -------
+    emb : ndarray float32 [E, D]
+    labels : ndarray int64 [E] (-1 where unknown)
+    event_ids : ndarray int64 [E]
+    """
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from sparsenu.data import collate_views
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_views)
+    was_training = encoder.training
+    encoder.eval()
+    encoder.to(device)
+    embs, labels, ids = [], [], []
+    try:
+        with torch.no_grad():
+            for batch in tqdm(loader, desc=desc, disable=not progress, leave=False, unit="batch"):
+                x = _to_device(batch["views"][0], device)
+                z = encoder(x)
+                embs.append(z.detach().float().cpu().numpy())
+                labels.append(np.asarray(batch["labels"], dtype=np.int64))
+                ids.append(np.asarray(batch["event_ids"], dtype=np.int64))
+    finally:
+        encoder.train(was_training)
+    if not embs:
+        dim = int(getattr(encoder, "embed_dim", 0))
+        return np.zeros((0, dim), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return (
+        np.concatenate(embs).astype(np.float32, copy=False),
+        np.concatenate(labels),
+        np.concatenate(ids),
+    )
+
+
+# ----------------------------------------------------------------------------- model + dataset
+
+
+def load_model(checkpoint: str | Path, map_location: str = "cpu") -> Any:
+    """``sparsenu.train.load_checkpoint`` with user-facing errors.
+
+    A missing, truncated or foreign checkpoint raises :class:`SparsenuError`.
+    """
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise SparsenuError(f"checkpoint not found: {checkpoint}")
+    from sparsenu.train import load_checkpoint
+
+    try:
+        return load_checkpoint(checkpoint, map_location=map_location)
+    except SparsenuError:
+        raise
+    except (OSError, RuntimeError, EOFError, KeyError, ValueError, TypeError, AttributeError,
+            pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SparsenuError(
+            f"{checkpoint}: not a readable sparsenu checkpoint ({msg}); "
+            "expected a best.pt/last.pt written by 'sparsenu train'"
+        ) from None
+
+
+def dataset_kwargs_from_config(config: Any) -> dict:
+    """Dataset options a model was trained with that evaluation must repeat.
+
+    Currently the input feature scale (``config.data.feature_scale`` when the
+    training config has one); augmentations are deliberately *not* repeated.
+    """
+    out: dict = {}
+    data = getattr(config, "data", None)
+    if data is None and isinstance(config, Mapping):
+        data = config.get("data")
+    if data is None:
+        return out
+    scale = data.get("feature_scale") if isinstance(data, Mapping) else getattr(data, "feature_scale", None)
+    if scale is not None:
+        out["feature_scale"] = float(scale)
+    return out
+
+
+def _check_sparse_file(path: Path) -> int:
+    """Validate a sparse-tensor input file (``data_specs/sparse_tensor.md``); return its event count."""
+    import h5py
+
+    from sparsenu.data.formats.sparse_h5 import open_sparse
+
+    if not path.is_file():
+        raise SparsenuError(f"input file not found: {path}")
+    if not h5py.is_hdf5(path):
+        raise SparsenuError(f"{path}: not an HDF5 file; expected a sparse-tensor file "
+                            "(data_specs/sparse_tensor.md, written by 'sparsenu preprocess')")
+    try:
+        with open_sparse(path) as f:
+            missing = [k for k in _SPARSE_REQUIRED if k not in f]
+            if missing:
+                raise SparsenuError(f"{path}: not a sparse-tensor file (missing datasets "
+                                    f"{', '.join('/' + m for m in missing)})")
+            return int(f["event_id"].shape[0])
+    except OSError as exc:
+        raise SparsenuError(f"{path}: cannot read HDF5 file ({exc})") from None
+
+
+def open_eval_dataset(path: str | Path, config: Any = None) -> Any:
+    """A ``SparseH5Dataset`` for evaluation: no transform, one view.
+
+    Parameters
+    ----------
+    path : path
+        Sparse-tensor HDF5 file.
+    config : training config, optional
+        Its dataset options (feature scale) are repeated, see
+        :func:`dataset_kwargs_from_config`.
+    """
+    from sparsenu.data import SparseH5Dataset
+
+    path = Path(path)
+    _check_sparse_file(path)
+    return SparseH5Dataset(path, transform=None, n_views=1, **dataset_kwargs_from_config(config))
+
+
+# ----------------------------------------------------------------------------- file format
+
+
+def _config_string(config: Any) -> str:
+    from sparsenu.config import to_dict
+
+    try:
+        return json.dumps(to_dict(config), sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return json.dumps(str(config))
+
+
+def write_embeddings(
+    path: str | Path,
+    embeddings: np.ndarray,
+    event_id: np.ndarray,
+    labels: np.ndarray | None = None,
+    attrs: Mapping[str, Any] | None = None,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write an embeddings file atomically (``data_specs/embeddings.md``).
+
+    Parameters
+    ----------
+    path : path
+        Output HDF5 file; written to a temporary file in the same directory and
+        renamed, so a crash never leaves a half-written file at ``path``.
+    embeddings : array [E, D]
+        Stored as float32.
+    event_id : array [E] int
+    labels : array [E] int, optional
+        ``-1`` where unknown (all ``-1`` when omitted).
+    attrs : mapping, optional
+        Extra root attributes (strings/numbers); ``schema``, ``schema_version``,
+        ``embed_dim``, ``n_events`` are always set.
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    Path of the written file.
+    """
+    import h5py
+
+    path = Path(path)
+    emb = np.asarray(embeddings, dtype=np.float32)
+    ids = np.asarray(event_id, dtype=np.int64)
+    lab = np.full(len(ids), -1, np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
+    if emb.ndim != 2 or ids.shape != (len(emb),) or lab.shape != (len(emb),):
+        raise ValueError(f"expected embeddings [E, D], event_id [E], labels [E]; got "
+                         f"{emb.shape}, {ids.shape}, {lab.shape}")
+    if path.exists() and not overwrite:
+        raise SparsenuError(f"output exists: {path} (pass --overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("embeddings", data=emb)
+            f.create_dataset("event_id", data=ids)
+            f.create_dataset("labels", data=lab)
+            from sparsenu import __version__
+
+            f.attrs["schema"] = EMBEDDINGS_SCHEMA
+            f.attrs["schema_version"] = EMBEDDINGS_SCHEMA_VERSION
+            f.attrs["embed_dim"] = int(emb.shape[1])
+            f.attrs["n_events"] = int(emb.shape[0])
+            f.attrs["sparsenu_version"] = __version__
+            for k, v in (attrs or {}).items():
+                f.attrs[k] = v if isinstance(v, (int, float, np.integer, np.floating)) else str(v)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_embeddings(path: str | Path, as_dataframe: bool = False) -> Any:
+    """Read an embeddings file written by ``sparsenu embed`` (or the benchmark).
+
+    Parameters
+    ----------
+    path : path
+        Embeddings HDF5 file (``data_specs/embeddings.md``).
+    as_dataframe : bool
+        Return a ``pandas.DataFrame`` (columns ``event_id``, ``label``,
+        ``emb_0`` .. ``emb_{D-1}``; file attributes in ``df.attrs``) instead of a dict.
+
+    Returns
+    -------
+    dict with ``embeddings`` float32 [E, D], ``event_id`` int64 [E],
+    ``labels`` int64 [E] (-1 unknown), ``attrs`` (dict of file attributes);
+    or a DataFrame when ``as_dataframe``.
+
+    Raises
+    ------
+    SparsenuError
+        Missing file, not HDF5, or not an embeddings file.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise SparsenuError(f"embeddings file not found: {path}")
+    if not h5py.is_hdf5(path):
+        raise SparsenuError(f"{path}: not an HDF5 file")
+    with h5py.File(path, "r") as f:
+        schema = f.attrs.get("schema")
+        if isinstance(schema, bytes):
+            schema = schema.decode()
+        if schema != EMBEDDINGS_SCHEMA or "embeddings" not in f:
+            raise SparsenuError(
+                f"{path}: not an embeddings file (schema {schema!r}, expected {EMBEDDINGS_SCHEMA!r})"
+            )
+        version = int(f.attrs.get("schema_version", 0))
+        if version > EMBEDDINGS_SCHEMA_VERSION:
+            raise SparsenuError(f"{path}: embeddings schema version {version} is newer than this "
+                                f"sparsenu reads ({EMBEDDINGS_SCHEMA_VERSION}); upgrade sparsenu")
+        out = {
+            "embeddings": f["embeddings"][...].astype(np.float32, copy=False),
+            "event_id": f["event_id"][...].astype(np.int64, copy=False),
+            "labels": f["labels"][...].astype(np.int64, copy=False),
+            "attrs": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()},
+        }
+    if not as_dataframe:
+        return out
+    import pandas as pd
+
+    emb = out["embeddings"]
+    df = pd.DataFrame(emb, columns=[f"emb_{i}" for i in range(emb.shape[1])])
+    df.insert(0, "label", out["labels"])
+    df.insert(0, "event_id", out["event_id"])
+    df.attrs.update(out["attrs"])
+    return df
+
+
+def embed_file(
+    checkpoint: str | Path,
+    input: str | Path,
+    output: str | Path,
+    *,
+    batch_size: int = 64,
+    overwrite: bool = False,
+    progress: bool = True,
+    device: str = "cpu",
+) -> str:
+    """Write the embeddings of every event of a sparse-tensor file (``sparsenu embed``).
+
+    Parameters
+    ----------
+    checkpoint : path
+        A checkpoint written by ``sparsenu train`` (``best.pt`` or ``last.pt``).
+        Only its encoder is used (the projection head is dropped).
+    input : path
+        Sparse-tensor HDF5 file (``data_specs/sparse_tensor.md``).
+    output : path
+        Embeddings HDF5 file to write (``data_specs/embeddings.md``).
+    batch_size : int
+        Events per forward pass.
+    overwrite : bool
+        Replace an existing output file.
+    progress : bool
+        Show a progress bar.
+    device : str
+        Torch device for the encoder.
+
+    Returns
+    -------
+    str
+        A one-paragraph summary.
+
+    Raises
+    ------
+    SparsenuError
+        Missing or unreadable checkpoint, input that is not a sparse-tensor file,
+        existing output without ``overwrite``. Nothing is written in that case.
+    """
+    checkpoint, input, output = Path(checkpoint), Path(input), Path(output)
+    if output.exists() and not overwrite:
+        raise SparsenuError(f"output exists: {output} (pass --overwrite to replace it)")
+    if output.exists() and output.is_dir():
+        raise SparsenuError(f"output is a directory: {output}")
+    n_events = _check_sparse_file(input)
+    model = load_model(checkpoint)
+    dataset = open_eval_dataset(input, getattr(model, "config", None))
+    emb, labels, ids = compute_embeddings(model.encoder, dataset, batch_size=batch_size,
+                                          device=device, progress=progress)
+    attrs = {
+        "checkpoint": str(checkpoint.resolve()),
+        "checkpoint_sha256": file_sha256(checkpoint),
+        "method": str(getattr(model, "method", "")),
+        "config": _config_string(getattr(model, "config", None)),
+        "input": str(input.resolve()),
+        "input_sha256": file_sha256(input),
+    }
+    write_embeddings(output, emb, ids, labels, attrs, overwrite=overwrite)
+    n_known = int((labels >= 0).sum())
+    return (
+        f"wrote {output}: {len(emb)} of {n_events} events, embed_dim {emb.shape[1]}, "
+        f"{n_known} labelled; encoder of {checkpoint} (method {attrs['method'] or '?'}, "
+        f"sha256 {attrs['checkpoint_sha256'][:12]})"
+    )
