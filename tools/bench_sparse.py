@@ -126,7 +126,7 @@ def main() -> None:
     kmap = rec.seconds.get("kernel_map", 0.0)
     conv_s = rec.seconds.get("conv_forward", 0.0) + rec.seconds.get("conv_backward", 0.0)
     flops = rec.flops.get("conv_forward", 0.0) + rec.flops.get("conv_backward", 0.0)
-    print(f"backend={args.backend} threads={args.threads} events={args.events} voxels={n_vox} "
+    print(f"backend={args.backend} threads={torch.get_num_threads()} events={args.events} voxels={n_vox} "
           f"(sites per tensor stride: { {s: len(x.manager.coords(s)) for s in pairs} })")
     print(f"events/s        : {args.events / best:.2f}  (best of {args.steps}; median {args.events / med:.2f})")
     print(f"ms/step         : {1e3 * best:.0f}  (median {1e3 * med:.0f})")
