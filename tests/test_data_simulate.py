@@ -143,3 +143,20 @@ def test_failed_simulation_leaves_no_file(tmp_path):
 def test_simulation_config_defaults():
     cfg = SimulationConfig()
     assert cfg.detector.voxel_size_mm == 3.8 and isinstance(cfg.sim, SimConfig)
+
+
+def test_shipped_sim_config_runs_through_the_cli(tmp_path):
+    """cfg/sim_nominal.yaml (used in the README) loads and drives simulate -> preprocess."""
+    from pathlib import Path
+
+    import h5py
+
+    from sparsenu.cli import main
+
+    cfg = Path(__file__).resolve().parents[1] / "cfg" / "sim_nominal.yaml"
+    raw, sparse = tmp_path / "raw.h5", tmp_path / "sparse.h5"
+    assert main(["simulate", str(cfg), "-n", "5", "-o", str(raw), "-q", "--detector", "lifetime_us=500"]) == 0
+    assert main(["preprocess", str(raw), "-o", str(sparse), "-q"]) == 0
+    with h5py.File(sparse, "r") as f:
+        assert f["event_id"][()].tolist() == [0, 1, 2, 3, 4]
+        assert f["labels"][()].tolist() == [0, 1, 2, 3, 4]
