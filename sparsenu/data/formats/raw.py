@@ -38,9 +38,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import h5py
 import numpy as np
 
-from sparsenu.errors import SparsenuError
 from sparsenu.data.formats import Chunk, FileInfo
-from sparsenu.data.formats.schema import open_h5, validate_h5
+from sparsenu.data.formats.schema import decode_attrs, open_h5, validate_h5
 from sparsenu.data.formats.sparse_h5 import COMPRESSION, EVENT_CHUNK, ROW_CHUNK, AtomicH5Writer
 
 __all__ = [
@@ -262,22 +261,7 @@ class RawWriter(AtomicH5Writer):
 
 
 def _decode_attrs(f: h5py.File) -> dict:
-    out: dict[str, Any] = {}
-    for k, v in f.attrs.items():
-        if isinstance(v, bytes):
-            v = v.decode()
-        if isinstance(v, np.ndarray):
-            v = v.tolist()
-        elif isinstance(v, np.generic):
-            v = v.item()
-        out[k] = v
-    for k in ("detector", "sim"):
-        if isinstance(out.get(k), str):
-            try:
-                out[k] = json.loads(out[k])
-            except ValueError:
-                raise SparsenuError(f"{f.filename}: attribute '{k}' is not valid JSON") from None
-    return out
+    return decode_attrs(f, json_keys=("detector", "sim"))
 
 
 def open_raw(path: str | Path, data_checks: bool = True) -> h5py.File:

@@ -250,3 +250,28 @@ def validate_h5(f: h5py.File, schema_name: str, path: str | Path, *, data_checks
     if data_checks:
         check_offsets(f, schema_name, path)
     return doc
+
+
+def decode_attrs(f: h5py.File, json_keys: tuple[str, ...] = ()) -> dict:
+    """Root attributes of ``f`` as plain Python values.
+
+    Bytes become ``str``, numpy scalars and arrays become Python scalars and lists, and
+    the attributes named in ``json_keys`` are parsed from their JSON strings (invalid JSON
+    is a SparsenuError naming the file and the attribute: the file is corrupt).
+    """
+    out: dict[str, Any] = {}
+    for k, v in f.attrs.items():
+        if isinstance(v, bytes):
+            v = v.decode()
+        if isinstance(v, np.ndarray):
+            v = v.tolist()
+        elif isinstance(v, np.generic):
+            v = v.item()
+        out[k] = v
+    for k in json_keys:
+        if isinstance(out.get(k), str):
+            try:
+                out[k] = json.loads(out[k])
+            except ValueError:
+                raise SparsenuError(f"{f.filename}: attribute '{k}' is not valid JSON") from None
+    return out

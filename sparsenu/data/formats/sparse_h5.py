@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 
 from sparsenu.errors import SparsenuError
-from sparsenu.data.formats.schema import open_h5, validate_h5
+from sparsenu.data.formats.schema import decode_attrs, open_h5, validate_h5
 
 __all__ = [
     "SCHEMA",
@@ -357,20 +357,7 @@ def open_sparse(path: str | Path, *, rdcc_nbytes: int = 16 << 20) -> h5py.File:
 
 def read_sparse_attrs(f: h5py.File) -> dict:
     """Root attributes decoded: ``detector`` and ``feature_names`` parsed from JSON."""
-    out: dict[str, Any] = {}
-    for k, v in f.attrs.items():
-        if isinstance(v, bytes):
-            v = v.decode()
-        if isinstance(v, np.ndarray):
-            v = v.tolist()
-        elif isinstance(v, np.generic):
-            v = v.item()
-        out[k] = v
-    for k in ("detector", "feature_names"):
-        if isinstance(out.get(k), str):
-            with contextlib.suppress(ValueError):
-                out[k] = json.loads(out[k])
-    return out
+    return decode_attrs(f, json_keys=("detector", "feature_names"))
 
 
 def read_sparse(path: str | Path) -> dict:
