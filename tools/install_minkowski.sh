@@ -28,18 +28,43 @@ fi
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
-"$PY" -m pip download --no-deps --no-binary :all: "MinkowskiEngine==$VERSION" -d . >/dev/null
+# `pip download` would run the sdist's metadata step, which fails without --blas=openblas
+# (numpy 2) and pip 23 cannot pass it: fetch the sdist from pip's own index instead.
+"$PY" - "$VERSION" <<'PYEOF'
+import re, sys, urllib.request
+from pip._internal.models.index import PyPI
+from pip._internal.configuration import Configuration
+
+version = sys.argv[1]
+conf = Configuration(isolated=False)
+conf.load()
+index = dict(conf.items()).get("global.index-url", PyPI.simple_url).rstrip("/")
+page = urllib.request.urlopen(f"{index}/minkowskiengine/").read().decode()
+name = f"MinkowskiEngine-{version}.tar.gz"
+links = [h for h in re.findall(r'href="([^"]+)"', page) if name in h]
+if not links:
+    sys.exit(f"install_minkowski.sh: {name} not found on {index}")
+url = urllib.request.urljoin(f"{index}/minkowskiengine/", links[0].split("#")[0])
+urllib.request.urlretrieve(url, name)
+PYEOF
 tar xzf MinkowskiEngine-"$VERSION".tar.gz
 cd MinkowskiEngine-"$VERSION"
-# Python >= 3.10: collections.Sequence & co. moved to collections.abc
-grep -rlE "collections\.(Sequence|Iterable|Mapping)" --include='*.py' . | while read -r f; do
-    sed -i -E 's/collections\.(Sequence|Iterable|Mapping)/collections.abc.\1/g' "$f"
-done
+# Python >= 3.10: Sequence & co. moved to collections.abc (0.5.4 writes
+# `from collections import Sequence[, namedtuple]` in five files)
+find . -name '*.py' -print0 | xargs -0 sed -i -E \
+    -e 's/^from collections import (Sequence|Iterable|Mapping), namedtuple$/from collections import namedtuple\nfrom collections.abc import \1/' \
+    -e 's/^from collections import (Sequence|Iterable|Mapping)$/from collections.abc import \1/'
+if grep -rqE "^from collections import (Sequence|Iterable|Mapping)" --include='*.py' .; then
+    echo "install_minkowski.sh: collections.abc patch did not apply" >&2; exit 1
+fi
 export MAX_JOBS="${MAX_JOBS:-2}"
-"$PY" setup.py install --force_cuda=false --cpu_only --blas=openblas 2>&1 | tail -n 20 \
-  || "$PY" -m pip install --no-deps --no-build-isolation . \
-       --global-option="--cpu_only" --global-option="--blas=openblas"
-
+LOG="${TMPDIR:-/tmp}/install_minkowski.log"
+echo "building MinkowskiEngine $VERSION (CPU, OpenBLAS; about 10 minutes), log: $LOG"
+if ! "$PY" setup.py install --cpu_only --blas=openblas >"$LOG" 2>&1; then
+    tail -n 30 "$LOG" >&2
+    echo "install_minkowski.sh: build failed (full log: $LOG)" >&2
+    exit 1
+fi
 cd /
 TORCH_AFTER="$("$PY" -c 'import torch; print(torch.__version__)')"
 if [ "$TORCH_BEFORE" != "$TORCH_AFTER" ]; then
