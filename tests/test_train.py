@@ -263,6 +263,12 @@ def test_checkpoint_contents_and_load(tmp_path, toy):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(SparsenuError, match="bad.pt"):
         load_checkpoint(bad)
+    # a metrics CSV or a truncated download: one plain sentence, no unpickler internals
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes((tmp_path / "run" / "last.pt").read_bytes()[:500])
+    for wrong in (tmp_path / "run" / "metrics.csv", truncated):
+        with pytest.raises(SparsenuError, match=r"not a checkpoint \(expected the best.pt or last.pt"):
+            load_checkpoint(wrong)
     with pytest.raises(SparsenuError, match="not found"):
         load_checkpoint(tmp_path / "nope.pt")
     torch.save({"a": 1}, tmp_path / "other.pt")

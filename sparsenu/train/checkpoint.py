@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,11 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     path = Path(path)
     if not path.is_file():
         raise SparsenuError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):
+        # torch.save writes a zip archive; anything else (a CSV, an HDF5 file, a truncated
+        # download) would only produce an unpickler's internal message
+        raise SparsenuError(f"{path}: not a checkpoint (expected the best.pt or last.pt "
+                            "written by 'sparsenu train')")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
