@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -156,13 +155,11 @@ def test_tiny_suite_end_to_end(tmp_path, monkeypatch, capsys):
     # second run: nothing trained or evaluated again, same table
     ckpt = out / "runs" / "simclr" / "seed0" / "best.pt"
     mtime = ckpt.stat().st_mtime_ns
-    t0 = time.time()
     assert main(["benchmark", "cfg/suite_tiny.yaml", "--out", str(out), "-q"]) == 0
     second = capsys.readouterr().out
     assert "trained 0 run(s), evaluated 0" in second
     assert ckpt.stat().st_mtime_ns == mtime
     pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), df)
-    assert time.time() - t0 < 60  # generous: only reading caches and plotting
 
     # an interrupted run (checkpoint, no completion marker) is resumed, not restarted
     (out / "runs" / "classifier" / "seed0" / "COMPLETE.json").unlink()
