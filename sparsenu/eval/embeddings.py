@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -30,7 +28,6 @@ __all__ = [
     "file_sha256",
     "dataset_kwargs_from_config",
     "open_eval_dataset",
-    "load_model",
 ]
 
 EMBEDDINGS_SCHEMA = "sparsenu.embeddings"
@@ -135,29 +132,6 @@ def compute_embeddings(
 
 
 # ----------------------------------------------------------------------------- model + dataset
-
-
-def load_model(checkpoint: str | Path, map_location: str = "cpu") -> Any:
-    """``sparsenu.train.load_checkpoint`` with user-facing errors.
-
-    A missing, truncated or foreign checkpoint raises :class:`SparsenuError`.
-    """
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise SparsenuError(f"checkpoint not found: {checkpoint}")
-    from sparsenu.train import load_checkpoint
-
-    try:
-        return load_checkpoint(checkpoint, map_location=map_location)
-    except SparsenuError:
-        raise
-    except (OSError, RuntimeError, EOFError, KeyError, ValueError, TypeError, AttributeError,
-            pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SparsenuError(
-            f"{checkpoint}: not a readable sparsenu checkpoint ({msg}); "
-            "expected a best.pt/last.pt written by 'sparsenu train'"
-        ) from None
 
 
 def dataset_kwargs_from_config(config: Any) -> dict:
@@ -401,7 +375,9 @@ def embed_file(
     if output.exists() and output.is_dir():
         raise SparsenuError(f"output is a directory: {output}")
     n_events = _check_sparse_file(input)
-    model = load_model(checkpoint)
+    from sparsenu.train import load_checkpoint
+
+    model = load_checkpoint(checkpoint)
     dataset = open_eval_dataset(input, getattr(model, "config", None))
     emb, labels, ids = compute_embeddings(model.encoder, dataset, batch_size=batch_size,
                                           device=device, progress=progress)

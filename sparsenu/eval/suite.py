@@ -653,7 +653,8 @@ def evaluate_checkpoint(
     dict test-set name -> metrics (accuracy, balanced_accuracy, knn_accuracy,
     head_accuracy, head_balanced_accuracy, sensitivity, n_events).
     """
-    from sparsenu.eval.embeddings import file_sha256, load_model
+    from sparsenu.eval.embeddings import file_sha256
+    from sparsenu.train import load_checkpoint
     from sparsenu.eval.probe import KNNProbe, LinearProbe, accuracy, balanced_accuracy
     from sparsenu.eval.sensitivity import sensitivity
 
@@ -673,7 +674,7 @@ def evaluate_checkpoint(
     if not todo:
         return results
 
-    model = load_model(checkpoint, map_location="cpu")
+    model = load_checkpoint(checkpoint, map_location="cpu")
     has_head = "classifier" in model.heads
     emb_tr, lab_tr, _, _ = _embed_cached(model, ckpt_sha, train_path, eval_dir / "train.h5",
                                          batch_size, device, progress, "embed train")
@@ -786,7 +787,6 @@ def run_benchmark(
     -------
     BenchmarkResult
     """
-    import pandas as pd
     from tqdm.auto import tqdm
 
     from sparsenu.eval import plots as P
@@ -864,7 +864,6 @@ def run_benchmark(
                 shifted_label=f"{pshift}: {pdesc}"))
     files += plot_files
     descriptions = {R.NOMINAL: "nominal detector", **{s.name: s.description for s in shifts}}
-    seconds = time.time() - t0
     notes = [
         f"Data: {suite.data.n_train} training, {suite.data.n_val} validation and "
         f"{suite.data.n_test} test events per test set (data key `{data.key}`, cached in "

@@ -99,39 +99,34 @@ class ConvTranspose3d(_ConvBase):
                 f"stride={self.stride}, bias={self.bias is not None}")
 
 
-class BatchNorm(nn.BatchNorm1d):
+class _OnFeatures:
+    """Mixin: apply a feature-wise ``torch.nn`` module to ``x.feats`` of a SparseTensor.
+
+    Coordinates, stride and coordinate manager are carried over unchanged.
+    """
+
+    def forward(self, x: SparseTensor) -> SparseTensor:  # type: ignore[override]
+        return x.replace(super().forward(x.feats))  # type: ignore[misc]
+
+
+class BatchNorm(_OnFeatures, nn.BatchNorm1d):
     """Batch normalisation of the features over all active sites of the batch."""
 
-    def forward(self, x: SparseTensor) -> SparseTensor:  # type: ignore[override]
-        return x.replace(super().forward(x.feats))
 
-
-class ReLU(nn.ReLU):
+class ReLU(_OnFeatures, nn.ReLU):
     """ReLU on the features."""
 
-    def forward(self, x: SparseTensor) -> SparseTensor:  # type: ignore[override]
-        return x.replace(super().forward(x.feats))
 
-
-class LeakyReLU(nn.LeakyReLU):
+class LeakyReLU(_OnFeatures, nn.LeakyReLU):
     """Leaky ReLU on the features."""
 
-    def forward(self, x: SparseTensor) -> SparseTensor:  # type: ignore[override]
-        return x.replace(super().forward(x.feats))
 
-
-class GELU(nn.GELU):
+class GELU(_OnFeatures, nn.GELU):
     """GELU on the features."""
 
-    def forward(self, x: SparseTensor) -> SparseTensor:  # type: ignore[override]
-        return x.replace(super().forward(x.feats))
 
-
-class Dropout(nn.Dropout):
+class Dropout(_OnFeatures, nn.Dropout):
     """Element-wise dropout on the features."""
-
-    def forward(self, x: SparseTensor) -> SparseTensor:  # type: ignore[override]
-        return x.replace(super().forward(x.feats))
 
 
 class GlobalAvgPool(nn.Module):

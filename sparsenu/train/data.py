@@ -149,12 +149,3 @@ def prepare_data(cfg, run_dir: Path, *, is_main: bool = True, progress: bool = T
         write_simulated_dataset(path, n, seed, sim, detector, raw_output=raw, workers=s.workers,
                                 progress=progress)
     return files
-
-
-def dataset_api():
-    """``(SparseH5Dataset, collate_views)`` from :mod:`sparsenu.data`."""
-    try:
-        from sparsenu.data import SparseH5Dataset, collate_views
-    except ImportError:  # package __init__ not re-exporting (yet)
-        from sparsenu.data.dataset import SparseH5Dataset, collate_views
-    return SparseH5Dataset, collate_views

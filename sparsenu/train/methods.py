@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparsenu.data import SparseH5Dataset
 from sparsenu.errors import SparsenuError
 from sparsenu.models.heads import ClassifierHead, DomainClassifier, ProjectionHead
 
@@ -130,9 +131,7 @@ class Method:
 
     def make_train_dataset(self, trainer, files) -> torch.utils.data.Dataset:
         """Training dataset of ``n_views`` views per event."""
-        from sparsenu.train.data import dataset_api
 
-        SparseH5Dataset, _ = dataset_api()
         return SparseH5Dataset(files.train, transform=self.transform(), n_views=self.n_views,
                                seed=trainer.seed_for("augment"), feature_scale=self.cfg.data.feature_scale)
 
@@ -213,9 +212,7 @@ class DannMethod(Method):
         return heads
 
     def setup(self, trainer) -> None:
-        from sparsenu.train.data import dataset_api
 
-        SparseH5Dataset, _ = dataset_api()
         ds = SparseH5Dataset(trainer.files.target, transform=self.transform(), n_views=1,
                              seed=trainer.seed_for("target-augment"),
                              feature_scale=self.cfg.data.feature_scale)

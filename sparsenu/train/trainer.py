@@ -36,7 +36,8 @@ from torch import nn
 from sparsenu.errors import SparsenuError
 from sparsenu.train.checkpoint import (CHECKPOINT_FORMAT, get_rng_state, read_checkpoint, save_checkpoint,
                                        set_rng_state)
-from sparsenu.train.data import DataFiles, EpochSampler, dataset_api, derive_seed, prepare_data
+from sparsenu.data import SparseH5Dataset, collate_views
+from sparsenu.train.data import DataFiles, EpochSampler, derive_seed, prepare_data
 from sparsenu.train.distributed import (DistInfo, all_reduce_sum, barrier, cleanup_distributed,
                                         init_distributed)
 from sparsenu.train.methods import Method, Net, build_encoder, get_method
@@ -175,8 +176,6 @@ class Trainer:
     def make_loader(self, ds, *, shuffle: bool, stream: str, batch_size: int | None = None,
                     distributed: bool = True, drop_last: bool | None = None) -> torch.utils.data.DataLoader:
         """A DataLoader over ``ds`` with a deterministic :class:`EpochSampler`."""
-        _, collate_views = dataset_api()
-
         rank, world = (self.dist.rank, self.dist.world_size) if distributed else (0, 1)
         sampler = EpochSampler(len(ds), self.seed_for("sampler", stream), shuffle=shuffle, rank=rank,
                                world_size=world)
@@ -200,8 +199,6 @@ class Trainer:
 
     def plain_train_loader(self):
         """The training set without augmentation, one view, in file order (not sharded)."""
-        SparseH5Dataset, _ = dataset_api()
-
         ds = SparseH5Dataset(self.files.train, transform=None, n_views=1, feature_scale=self.cfg.data.feature_scale)
         return self.make_loader(ds, shuffle=False, stream="plain", distributed=False, drop_last=False)
 
@@ -225,7 +222,6 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * cfg.optim.epochs
         self.val_loader = None
         if self.files.val is not None:
-            SparseH5Dataset, _ = dataset_api()
             vds = SparseH5Dataset(self.files.val, transform=None, n_views=1, feature_scale=cfg.data.feature_scale)
             self.val_loader = self.make_loader(vds, shuffle=False, stream="val", distributed=False)
         if self.val_loader is None:
