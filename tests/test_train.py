@@ -349,6 +349,22 @@ def test_simulated_tiny_config_trains_and_caches(tmp_path):
     train(cfg, out_dir=tmp_path / "r3", overrides=["optim.epochs=1", f"data.simulate.cache_dir={cache}"],
           progress=False)
     assert os.path.getmtime(h5) == mtime  # reused, not re-simulated
+    # a cache that lost its raw file (needed by rs3l) is rebuilt, not a hard 'output exists' error
+    (raw,) = cache.glob("*/train_raw.h5")
+    before = h5py_arrays(h5)
+    raw.unlink()
+    train(cfg, out_dir=tmp_path / "r4", overrides=["optim.epochs=1", f"data.simulate.cache_dir={cache}"],
+          progress=False)
+    assert raw.is_file()
+    after = h5py_arrays(h5)
+    assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def h5py_arrays(path):
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return {k: f[k][()] for k in f}
 
 
 def test_simulated_tiny_rs3l_reduces_loss(tmp_path):

@@ -146,6 +146,8 @@ def prepare_data(cfg, run_dir: Path, *, is_main: bool = True, progress: bool = T
     for _name, path, n, seed, detector, raw in jobs:
         if path.is_file() and (raw is None or raw.is_file()):
             continue
+        # an incomplete pair (e.g. train.h5 without train_raw.h5) is rewritten whole; the
+        # simulation is deterministic, so the surviving file comes out identical
         write_simulated_dataset(path, n, seed, sim, detector, raw_output=raw, workers=s.workers,
-                                progress=progress)
+                                progress=progress, overwrite=True)
     return files
