@@ -32,6 +32,7 @@ setup(
         "particle>=0.23",
         "hepunits>=2.3",
         "jsonschema>=4.0",
+        "ninja>=1.11",  # builds the C++ sparse-convolution kernels on first use
     ],
     extras_require={
         "test": ["pytest>=7"],

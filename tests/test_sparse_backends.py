@@ -57,3 +57,29 @@ def test_backend_parity_with_native(backend, k, s):
     names = ["subm", "strided", "transposed", "grad feats", "grad w1", "grad w2", "grad w3"]
     for name, a, b in zip(names, got, ref):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=lambda m: f"{backend} {name}: {m}")
+
+
+def test_cpp_kernels_fall_back_with_one_warning(monkeypatch):
+    """A failed build of the C++ kernels warns once and leaves the plain-PyTorch path working;
+    with SPARSENU_NATIVE_EXT=1 it is an error instead."""
+    from sparsenu.sparse import _ext
+
+    def no_compiler():
+        raise OSError("no C++ compiler found")
+
+    monkeypatch.setattr(_ext, "_load", no_compiler)
+    monkeypatch.setattr(_ext, "_state", {"module": None, "tried": False, "enabled": None})
+    monkeypatch.setenv("SPARSENU_NATIVE_EXT", "auto")
+    with pytest.warns(RuntimeWarning, match="no C.. compiler found.*plain-PyTorch"):
+        assert _ext.get() is None
+    assert _ext.get() is None  # tried once only, no second warning
+    x = sparse_collate([(torch.tensor([[0, 0, 0], [0, 0, 1]], dtype=torch.int32), torch.ones(2, 1))])
+    assert SF.conv3d(x, torch.ones(27, 1, 2)).feats.tolist() == [[2.0, 2.0], [2.0, 2.0]]
+
+    monkeypatch.setattr(_ext, "_state", {"module": None, "tried": False, "enabled": None})
+    monkeypatch.setenv("SPARSENU_NATIVE_EXT", "1")
+    with pytest.raises(RuntimeError, match="SPARSENU_NATIVE_EXT=1"):
+        _ext.get()
+    monkeypatch.setenv("SPARSENU_NATIVE_EXT", "0")
+    monkeypatch.setattr(_ext, "_state", {"module": None, "tried": False, "enabled": None})
+    assert _ext.get() is None and not _ext.enabled()

@@ -13,8 +13,11 @@ Forward for a :class:`~sparsenu.sparse.coords.KernelMap` with pairs ``(i, o)`` p
 
 * the identity offset of a submanifold map (every site with itself) is one dense
   ``x @ W[centre]`` with no gather or scatter;
-* the other offsets: one ``index_select`` of all pairs' input rows, one ``torch.mm`` per
-  offset into slices of a preallocated buffer, one ``index_add_`` into the output.
+* the other offsets, on CPU in float32/float64: the fused C++ kernel of
+  :mod:`sparsenu.sparse._ext` (gather, matmul and scatter-add per L2-sized tile of pairs);
+* otherwise (CUDA, or the kernels unavailable): one ``index_select`` of all pairs' input
+  rows, one ``torch.mm`` per offset into slices of a preallocated buffer, one
+  ``index_add_`` into the output.
 
 Backward::
 
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import torch
 
-from sparsenu.sparse import profiling
+from sparsenu.sparse import _ext, profiling
 from sparsenu.sparse.coords import KernelMap
 
 __all__ = ["sparse_conv", "conv_forward", "conv_backward", "clear_workspace"]
@@ -52,6 +55,13 @@ def _scratch(slot: str, rows: int, cols: int, like: torch.Tensor) -> torch.Tenso
 def clear_workspace() -> None:
     """Release the cached CPU scratch buffers."""
     _WORKSPACE.clear()
+
+
+def _kernels(x: torch.Tensor):
+    """The fused C++ kernels when they apply to ``x`` (CPU, float32/float64), else ``None``."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return None
+    return _ext.get()
 
 
 def _record(km: KernelMap, c_in: int, c_out: int, category: str, n_mm: int) -> None:
@@ -88,7 +98,10 @@ def conv_forward(feats: torch.Tensor, weight: torch.Tensor, km: KernelMap) -> to
         out = feats.new_zeros(km.n_out, c_out)
     bounds = km.bounds
     n_pairs = bounds[-1]
-    if n_pairs:
+    ext = _kernels(feats) if n_pairs else None
+    if ext is not None:
+        ext.forward(feats.contiguous(), weight.contiguous(), km.in_idx, km.out_idx, bounds, out)
+    elif n_pairs:
         gathered = torch.index_select(feats, 0, km.in_idx,
                                       out=_scratch("gather", n_pairs, feats.shape[1], feats))
         prod = _scratch("prod", n_pairs, c_out, feats)
@@ -115,7 +128,7 @@ def conv_backward(feats: torch.Tensor, weight: torch.Tensor, grad_out: torch.Ten
     c_in = weight.shape[1]
     gx = gw = None
     if need_w:
-        gw = torch.zeros_like(weight)
+        gw = weight.new_zeros(weight.shape)
     if km.identity is not None:
         c = km.identity
         if need_w:
@@ -126,7 +139,11 @@ def conv_backward(feats: torch.Tensor, weight: torch.Tensor, grad_out: torch.Ten
         gx = feats.new_zeros(km.n_in, c_in)
     bounds = km.bounds
     n_pairs = bounds[-1]
-    if n_pairs and (need_x or need_w):
+    ext = _kernels(feats) if n_pairs and (need_x or need_w) else None
+    if ext is not None:
+        ext.backward(feats.contiguous(), weight.contiguous(), grad_out, km.in_idx, km.out_idx, bounds,
+                     gx if need_x else None, gw if need_w else None)
+    elif n_pairs and (need_x or need_w):
         g_out = torch.index_select(grad_out, 0, km.out_idx,
                                    out=_scratch("prod", n_pairs, grad_out.shape[1], grad_out))
         g_in = None
