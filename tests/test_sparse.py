@@ -174,6 +174,29 @@ def test_kernel_map_cached_and_shared():
     assert m.kernel_map(1, 2, 1, 2).transposed() is m.kernel_map(1, 2, 1, 2).transposed()
 
 
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_cpp_and_torch_kernel_maps_identical(shuffle):
+    """The galloping C++ look-up gives the same pairs in the same order as searchsorted,
+    for sites in key order and shuffled."""
+    _ext.set_enabled(True)
+    if _ext.get() is None:
+        pytest.skip("C++ kernels could not be built here")
+    x = random_batch(3, 16, 1, density=0.1, seed=8)
+    coords = x.coords
+    if not shuffle:
+        coords = coords[torch.argsort(pack_keys(coords))]
+    maps = []
+    for flag in (True, False):
+        _ext.set_enabled(flag)
+        m = CoordinateManager()
+        m.register(coords, 1)
+        maps.append([m.kernel_map(1, 3), m.kernel_map(1, 5, dilation=2), m.kernel_map(1, 2, stride=2),
+                     m.kernel_map(1, 3, stride=2), m.kernel_map(2, 3)])
+    for a, b in zip(*maps):
+        assert a.bounds == b.bounds and a.bounds[-1] > 0
+        assert torch.equal(a.in_idx, b.in_idx) and torch.equal(a.out_idx, b.out_idx)
+
+
 def test_submanifold_map_symmetry():
     """Pairs of offset k are the reversed pairs of offset K-1-k."""
     x = random_batch(2, 7, 1, density=0.3)

@@ -1,6 +1,6 @@
 """Optional C++ kernels of the native backend, compiled on first use.
 
-``csrc/gather_gemm_scatter.cpp`` fuses the gather, the per-offset matmul and the
+``csrc/cpu_kernels.cpp`` looks up kernel-map neighbours and fuses the gather, the per-offset matmul and the
 scatter-add of a sparse convolution on CPU (see its header for why). It is built with
 :func:`torch.utils.cpp_extension.load` the first time a CPU convolution runs (about a
 minute, once per machine and source version; cached under ``TORCH_EXTENSIONS_DIR``,
@@ -21,7 +21,7 @@ from pathlib import Path
 
 __all__ = ["get", "enabled", "set_enabled"]
 
-_SOURCE = Path(__file__).with_name("csrc") / "gather_gemm_scatter.cpp"
+_SOURCE = Path(__file__).with_name("csrc") / "cpu_kernels.cpp"
 _state: dict = {"module": None, "tried": False, "enabled": None}
 
 
@@ -52,7 +52,7 @@ def _build_dir() -> tuple[str, Path]:
     import torch
 
     digest = hashlib.sha256(_SOURCE.read_bytes() + torch.__version__.encode()).hexdigest()[:12]
-    name = f"sparsenu_ggs_{digest}"
+    name = f"sparsenu_cpu_kernels_{digest}"
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions"
     return name, Path(root) / name
 

@@ -20,7 +20,8 @@ A site is packed into one int64 key
 Packing is linear, and with the coordinate range above no field over- or under-flows for
 offsets of magnitude below ``2**14``, so the key of ``site + offset`` is ``key(site) +
 delta(offset)``. Neighbour look-up is then a ``searchsorted`` of ``keys + delta`` in the
-sorted keys of the input sites.
+sorted keys of the input sites (on CPU: a galloping search in the C++ kernels of
+:mod:`sparsenu.sparse._ext`, same pairs in the same order).
 
 Kernel offset order
 -------------------
@@ -45,7 +46,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from sparsenu.sparse import profiling
+from sparsenu.sparse import _ext, profiling
 
 __all__ = [
     "COORD_MIN",
@@ -302,6 +303,12 @@ class CoordinateManager:
         if n_out == 0 or sorted_keys.numel() == 0:
             e = torch.empty(0, dtype=torch.int64, device=dev)
             return e, e, [0] * (K + 1)
+        ext = _ext.get() if dev.type == "cpu" else None
+        if ext is not None:  # same pairs in the same order, galloping search in C++
+            in_idx, out_idx, counts = ext.kernel_map(sorted_keys.contiguous(), perm.contiguous(),
+                                                     query_base.contiguous(), _deltas(offsets, dev),
+                                                     -1 if skip is None else int(skip))
+            return in_idx, out_idx, [0] + counts.cumsum(0).tolist()
         q = query_base.unsqueeze(0) + _deltas(offsets, dev).unsqueeze(1)  # [K, n_out]
         pos = torch.searchsorted(sorted_keys, q)
         pos.clamp_(max=sorted_keys.numel() - 1)

@@ -1,6 +1,12 @@
-// Fused gather -> GEMM -> scatter-add for sparse convolution on CPU.
+// CPU kernels of the native sparse backend: kernel-map neighbour look-up, and the fused
+// gather -> GEMM -> scatter-add of a sparse convolution (forward and backward).
 //
-// Why hand-written: the plain-PyTorch path materialises every gathered row ([pairs, C_in]),
+// Kernel maps: every output site looks up ``key + delta(offset)`` in the sorted input keys.
+// torch.searchsorted does a full binary search per query; here consecutive queries of one
+// offset start from the previous answer (galloping search), which is O(1) per query when
+// the sites are in key order (as collated batches usually are) and O(log n) otherwise.
+//
+// Convolution: why hand-written: the plain-PyTorch path materialises every gathered row ([pairs, C_in]),
 // every product ([pairs, C_out]) and then scatters them with a single-threaded
 // index_add_; at the encoder's sizes that traffic costs about a quarter of a training step.
 // Here the pairs of one kernel offset are cut into tiles small enough to stay in L2; each
@@ -222,10 +228,97 @@ void backward(const at::Tensor& feats, const at::Tensor& weight, const at::Tenso
   }
 }
 
+// Lower bound of q in the sorted a[0, n), searching outward from hint.
+inline int64_t gallop_lower_bound(const int64_t* a, int64_t n, int64_t q, int64_t hint) {
+  int64_t lo, hi;  // the answer lies in [lo, hi]; a[lo - 1] < q and (hi == n or a[hi] >= q)
+  if (hint < n && a[hint] < q) {
+    lo = hint + 1;
+    hi = n;
+    for (int64_t step = 1;; step <<= 1) {
+      const int64_t p = lo - 1 + step;
+      if (p >= n) break;
+      if (a[p] < q) {
+        lo = p + 1;
+      } else {
+        hi = p;
+        break;
+      }
+    }
+  } else {
+    hi = std::min(hint, n);
+    lo = 0;
+    for (int64_t step = 1;; step <<= 1) {
+      const int64_t p = hi - step;
+      if (p < 0) break;
+      if (a[p] >= q) {
+        hi = p;
+      } else {
+        lo = p + 1;
+        break;
+      }
+    }
+  }
+  return std::lower_bound(a + lo, a + hi, q) - a;
+}
+
+// Pairs (perm[i], j) with sorted_keys[i] == base[j] + deltas[k], offset by offset (k
+// ascending, offset `skip` left out when >= 0), outputs j ascending inside each offset.
+// Returns (in_idx int64 [P], out_idx int64 [P], counts int64 [K]).
+std::vector<at::Tensor> kernel_map(const at::Tensor& sorted_keys, const at::Tensor& perm,
+                                   const at::Tensor& base, const at::Tensor& deltas, int64_t skip) {
+  for (const at::Tensor* t : {&sorted_keys, &perm, &base, &deltas}) {
+    TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == at::kLong && t->is_contiguous() && t->dim() == 1,
+                "contiguous int64 CPU vectors expected");
+  }
+  TORCH_CHECK(perm.numel() == sorted_keys.numel(), "perm and sorted_keys differ in length");
+  const int64_t n = sorted_keys.numel(), m = base.numel(), K = deltas.numel();
+  const int64_t* a = sorted_keys.data_ptr<int64_t>();
+  const int64_t* pm = perm.data_ptr<int64_t>();
+  const int64_t* b = base.data_ptr<int64_t>();
+  const int64_t* d = deltas.data_ptr<int64_t>();
+  std::vector<std::vector<int64_t>> ins(K), outs(K);
+  at::parallel_for(0, K, 1, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      if (k == skip || n == 0) continue;
+      auto& vi = ins[k];
+      auto& vo = outs[k];
+      const int64_t dk = d[k];
+      int64_t hint = 0;
+      for (int64_t j = 0; j < m; ++j) {
+        const int64_t q = b[j] + dk;
+        const int64_t pos = gallop_lower_bound(a, n, q, hint);
+        hint = pos;
+        if (pos < n && a[pos] == q) {
+          vi.push_back(pm[pos]);
+          vo.push_back(j);
+        }
+      }
+    }
+  });
+  at::Tensor counts = at::empty({K}, at::kLong);
+  int64_t* c = counts.data_ptr<int64_t>();
+  std::vector<int64_t> start(K + 1, 0);
+  for (int64_t k = 0; k < K; ++k) {
+    c[k] = static_cast<int64_t>(ins[k].size());
+    start[k + 1] = start[k] + c[k];
+  }
+  at::Tensor in_idx = at::empty({start[K]}, at::kLong), out_idx = at::empty({start[K]}, at::kLong);
+  int64_t* pi = in_idx.data_ptr<int64_t>();
+  int64_t* po = out_idx.data_ptr<int64_t>();
+  at::parallel_for(0, K, 1, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      std::copy(ins[k].begin(), ins[k].end(), pi + start[k]);
+      std::copy(outs[k].begin(), outs[k].end(), po + start[k]);
+    }
+  });
+  return {in_idx, out_idx, counts};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "out += sparse conv of feats over the pairs (non-identity offsets)");
   m.def("backward", &backward, "gradients of forward, accumulated into gx / gw");
+  m.def("kernel_map", &kernel_map, "neighbour pairs of a kernel map (see the header comment)");
   m.def("set_tile_elems", [](int64_t n) { g_tile_elems = n; }, "tile size in elements of the widest side");
 }
