@@ -47,7 +47,7 @@ class BasicBlock(nn.Module):
         self.bn1 = snn.BatchNorm(out_channels)
         self.conv2 = snn.Conv3d(out_channels, out_channels, 3)
         self.bn2 = snn.BatchNorm(out_channels)
-        self.relu = snn.ReLU()
+        self.relu = snn.ReLU(inplace=True)
         self.shortcut = None
         if in_channels != out_channels:
             self.shortcut = nn.Sequential(snn.Conv3d(in_channels, out_channels, 1), snn.BatchNorm(out_channels))
@@ -56,7 +56,7 @@ class BasicBlock(nn.Module):
         y = self.relu(self.bn1(self.conv1(x)))
         y = self.bn2(self.conv2(y))
         skip = x if self.shortcut is None else self.shortcut(x)
-        return y.replace(torch.relu(y.feats + skip.feats))
+        return y.replace((y.feats + skip.feats).relu_())
 
 
 class SparseResNet(nn.Module):
@@ -93,13 +93,13 @@ class SparseResNet(nn.Module):
         if pool not in ("max", "avg"):
             raise ValueError(f"pool must be 'max' or 'avg', got {pool!r}")
         self.in_channels, self.widths, self.depths, self.pool_kind = int(in_channels), widths, depths, pool
-        self.stem = nn.Sequential(snn.Conv3d(in_channels, widths[0], 3), snn.BatchNorm(widths[0]), snn.ReLU())
+        self.stem = nn.Sequential(snn.Conv3d(in_channels, widths[0], 3), snn.BatchNorm(widths[0]), snn.ReLU(inplace=True))
         stages = []
         prev = widths[0]
         for i, (w, d) in enumerate(zip(widths, depths)):
             layers: list[nn.Module] = []
             if i > 0:
-                layers += [snn.Conv3d(prev, w, 2, stride=2), snn.BatchNorm(w), snn.ReLU()]
+                layers += [snn.Conv3d(prev, w, 2, stride=2), snn.BatchNorm(w), snn.ReLU(inplace=True)]
             layers += [BasicBlock(w, w) for _ in range(d)]
             stages.append(nn.Sequential(*layers))
             prev = w
