@@ -4,7 +4,7 @@
 Usage::
 
     python tools/bench_data.py [--events 10000] [--sim-events 300] [--batch 64] [--workdir DIR]
-                               [--repeat 3] [--workers 1] [--skip-sim] [--skip-dataset]
+                               [--repeat 3] [--workers 1] [--cold] [--skip-sim] [--skip-dataset]
 
 Prints:
 
@@ -17,7 +17,9 @@ Prints:
    ``--events`` events: synthetic tracks for the community formats, and simulated events
    repeated up to that size for the sparsenu raw format (simulation not timed). Also
    printed: the time to write the output arrays alone (lzf + shuffle compression) and the
-   ratio ceiling it implies, ``t_read / (t_read + t_write)``;
+   ratio ceiling it implies, ``t_read / (t_read + t_write)``. By default the inputs sit in
+   the page cache, so the "read" is a memory copy (several GB/s); ``--cold`` evicts them
+   before every read and preprocess, as for a first pass over files on disk;
 3. ``SparseH5Dataset`` + ``collate_views`` events/s (two augmented views per event) with
    DataLoader ``num_workers`` 0 and 2, next to the encoder's training rate (events/s of a
    forward + backward pass of ``SparseResNet.from_preset("cpu")`` on the same batches), when
@@ -62,6 +64,17 @@ def bench_simulator(workdir: Path, n: int) -> Path:
     return raw
 
 
+def _drop_from_page_cache(path: Path) -> None:
+    """Evict ``path`` from the OS page cache (``posix_fadvise(DONTNEED)``; no root needed), so
+    the next read comes from the disk as a first pass over a detector file does."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 def _read_all(path: Path, names: list[str]) -> None:
     with h5py.File(path, "r") as f:
         for name in names:
@@ -104,7 +117,8 @@ def _write_only(out: Path, tmp: Path) -> float:
     return time.perf_counter() - t0
 
 
-def bench_preprocess(workdir: Path, n: int, raw: Path | None, repeat: int = 3, workers: int = 1) -> None:
+def bench_preprocess(workdir: Path, n: int, raw: Path | None, repeat: int = 3, workers: int = 1,
+                     cold: bool = False) -> None:
     from sparsenu.data.formats.synthetic import random_tracks, write_larcv3, write_ndlar_flow, write_pilarnet
     from sparsenu.data.preprocess import preprocess
 
@@ -132,7 +146,9 @@ def bench_preprocess(workdir: Path, n: int, raw: Path | None, repeat: int = 3, w
         # sparsenu raw: simulated events repeated up to n (lzf + shuffle, as `sparsenu simulate` writes)
         files["sparsenu"] = (_tile_raw(raw, workdir / "raw-tiled.h5", n),
                              ["events/event_id", "events/label", "hits/coords", "hits/charge", "hits/offsets"])
-    print(f"preprocessing, {n} events per file, workers={workers}; best of {repeat}, read and preprocess "
+    print(f"preprocessing, {n} events per file, workers={workers}, "
+          f"{'inputs evicted from the page cache before each pass (cold)' if cold else 'inputs in the page cache (warm)'}; "
+          f"best of {repeat}, read and preprocess "
           "alternated; ratio = h5py read of the same input datasets / preprocess (target >= 0.5); "
           "'write' = writing the output arrays alone (lzf + shuffle), 'ceiling' = read / (read + write):")
     for fmt, (path, names) in files.items():
@@ -140,10 +156,14 @@ def bench_preprocess(workdir: Path, n: int, raw: Path | None, repeat: int = 3, w
         t_read = t_pre = c_read = c_pre = float("inf")
         s = None
         for _ in range(repeat):
+            if cold:
+                _drop_from_page_cache(path)
             w0, c0 = time.perf_counter(), time.process_time()
             _read_all(path, names)
             t_read = min(t_read, time.perf_counter() - w0)
             c_read = min(c_read, time.process_time() - c0)
+            if cold:
+                _drop_from_page_cache(path)
             w0, c0 = time.perf_counter(), time.process_time()
             s = preprocess(path, out, fmt=fmt, overwrite=True, progress=False, workers=workers)
             t_pre = min(t_pre, time.perf_counter() - w0)
@@ -225,13 +245,15 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--skip-sim", action="store_true")
+    ap.add_argument("--cold", action="store_true",
+                    help="evict the preprocessing inputs from the page cache before every read and preprocess")
     args = ap.parse_args()
     print("command:", " ".join([os.path.basename(sys.executable), *sys.argv]))
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         raw = None if args.skip_sim else bench_simulator(workdir, args.sim_events)
-        bench_preprocess(workdir, args.events, raw, args.repeat, args.workers)
+        bench_preprocess(workdir, args.events, raw, args.repeat, args.workers, args.cold)
         if not args.skip_dataset:
             bench_dataset(workdir, args.dataset_events, args.batch)
 
