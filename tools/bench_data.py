@@ -16,7 +16,7 @@ Prints:
    the CPU-time ratio is printed too (steadier on a shared machine). Inputs of
    ``--events`` events: synthetic tracks for the community formats, and simulated events
    repeated up to that size for the sparsenu raw format (simulation not timed). Also
-   printed: the time to write the output arrays alone (lzf + shuffle compression) and the
+   printed: the time to write the output arrays alone (gzip-1 + shuffle, compressed chunk-wise with ISA-L) and the
    ratio ceiling it implies, ``t_read / (t_read + t_write)``. By default the inputs sit in
    the page cache, so the "read" is a memory copy (several GB/s); ``--cold`` evicts them
    before every read and preprocess, as for a first pass over files on disk;
@@ -150,7 +150,7 @@ def bench_preprocess(workdir: Path, n: int, raw: Path | None, repeat: int = 3, w
           f"{'inputs evicted from the page cache before each pass (cold)' if cold else 'inputs in the page cache (warm)'}; "
           f"best of {repeat}, read and preprocess "
           "alternated; ratio = h5py read of the same input datasets / preprocess (target >= 0.5); "
-          "'write' = writing the output arrays alone (lzf + shuffle), 'ceiling' = read / (read + write):")
+          "'write' = writing the output arrays alone (gzip-1 + shuffle), 'ceiling' = read / (read + write):")
     for fmt, (path, names) in files.items():
         out = workdir / f"out-{fmt}.h5"
         t_read = t_pre = c_read = c_pre = float("inf")
