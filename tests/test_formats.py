@@ -410,3 +410,11 @@ def test_shift_coords_covers_written_and_buffered_rows(tmp_path, monkeypatch, fl
         w.shift_coords([10, 20, 30])
     np.testing.assert_array_equal(read_sparse(path)["coords"],
                                   np.concatenate([c for c, _ in events]) - np.array([10, 20, 30], np.int32))
+
+
+@pytest.mark.parametrize("nvox", [(256, 256, 256), (768, 768, 768), (10, 12, 14), (3, 8, 16)])
+def test_voxel_id_decoding_shift_and_division_paths(nvox):
+    """Power-of-two grids decode with shifts and masks, others with division: same indices."""
+    rng = np.random.default_rng(2)
+    idx = np.stack([rng.integers(0, k, 500) for k in nvox], 1)
+    np.testing.assert_array_equal(decode_voxel_ids(encode_voxel_ids(idx, nvox), nvox), idx)

@@ -35,8 +35,9 @@ __all__ = ["preprocess", "PreprocessSummary", "voxelise", "SKIP_REASONS"]
 #: skip reasons, in the order they are tested
 SKIP_REASONS = ("empty", "non-finite position", "non-finite charge", "out of volume")
 #: events per block (one task: one h5py slice per dataset, one vectorised voxelisation,
-#: one append to the output); a block of raw detector events holds ~0.5-2 M hits
-CHUNK_EVENTS = 8192
+#: one append to the output); a block of raw detector events holds ~0.25-1 M hits; smaller
+#: blocks let the output chunks of one block compress while the next is read
+CHUNK_EVENTS = 4096
 #: formats without a stated volume keep up to this many voxel rows in memory so the final
 #: origin shift costs nothing (beyond it the shift rewrites /coords on disk)
 ANCHORED_BUFFER_ROWS = 8 << 20

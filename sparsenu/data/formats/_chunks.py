@@ -22,7 +22,7 @@ try:  # optional accelerator; the file format does not depend on it
 except ImportError:  # pragma: no cover - exercised only where isal is missing
     _deflate = None
 
-__all__ = ["available", "DEFLATE", "write_chunks"]
+__all__ = ["available", "DEFLATE", "write_chunks", "finish_writes"]
 
 #: h5py keywords of the datasets this module writes (also used by the fallback).
 DEFLATE = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
@@ -48,8 +48,9 @@ def _encode(block: np.ndarray) -> bytes:
     return _deflate.compress(shuffled, 1)
 
 
-def write_chunks(ds: h5py.Dataset, start: int, rows: np.ndarray) -> None:
-    """Write ``rows`` into ``ds`` from row ``start`` as whole compressed chunks.
+def write_chunks(ds: h5py.Dataset, start: int, rows: np.ndarray) -> list:
+    """Compress ``rows`` for ``ds`` from row ``start`` on worker threads; return the pending
+    writes for :func:`finish_writes` (so compression overlaps the caller's next work).
 
     Parameters
     ----------
@@ -59,20 +60,31 @@ def write_chunks(ds: h5py.Dataset, start: int, rows: np.ndarray) -> None:
     start : int
         First row; a multiple of ``R``.
     rows : numpy.ndarray
-        ``[n, C]`` of the dataset's dtype. A final partial chunk is zero-padded to ``R`` rows
-        (HDF5 ignores the rows past the dataset's extent).
+        ``[n, C]`` of the dataset's dtype (not modified until the writes finish). A final
+        partial chunk is zero-padded to ``R`` rows (HDF5 ignores rows past the extent).
+
+    Returns
+    -------
+    list
+        ``(dataset, chunk offset, future of the compressed bytes)`` per chunk.
     """
     R, C = ds.chunks
     if start % R or rows.ndim != 2 or rows.shape[1] != C or ds.shape[1] != C:
         raise ValueError(f"write_chunks: start {start} not a multiple of {R} or width mismatch")
     rows = np.ascontiguousarray(rows, dtype=ds.dtype)
-    blocks = []
+    pending = []
     for a in range(0, len(rows), R):
         block = rows[a:a + R]
         if len(block) < R:
             pad = np.zeros((R, C), dtype=ds.dtype)
             pad[:len(block)] = block
             block = pad
-        blocks.append(block)
-    for i, data in enumerate(_pool().map(_encode, blocks)):
-        ds.id.write_direct_chunk((start + i * R, 0), data)
+        pending.append((ds, (start + a, 0), _pool().submit(_encode, block)))
+    return pending
+
+
+def finish_writes(pending: list) -> None:
+    """Store the chunks of :func:`write_chunks` (waits for their compression), in order."""
+    for ds, offset, fut in pending:
+        ds.id.write_direct_chunk(offset, fut.result())
+    pending.clear()

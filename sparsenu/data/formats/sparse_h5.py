@@ -202,6 +202,7 @@ class SparseH5Writer(AtomicH5Writer):
         # whole chunks compressed off h5py's pipeline; rows of a partial chunk stay buffered
         # until more arrive or the file is finished
         self._direct = compression == "gzip" and _chunks.available()
+        self._pending: list = []  # chunks still compressing (stored at the next flush)
         self.attrs = {
             "schema": SCHEMA,
             "schema_version": SCHEMA_VERSION,
@@ -247,7 +248,11 @@ class SparseH5Writer(AtomicH5Writer):
         labels: Sequence[int] | np.ndarray,
         event_ids: Sequence[int] | np.ndarray,
     ) -> None:
-        """Append a batch of events given flat arrays and local offsets [k + 1] starting at 0."""
+        """Append a batch of events given flat arrays and local offsets [k + 1] starting at 0.
+
+        The arrays are kept by reference (no copy) until they are compressed and written,
+        possibly on a worker thread after a later call returns: do not modify them afterwards.
+        """
         coords = np.ascontiguousarray(coords, dtype=np.int32).reshape(-1, 3)
         feats = np.ascontiguousarray(feats, dtype=np.float32)
         feats = feats.reshape(len(coords), self.n_feats if feats.size == 0 else -1)
@@ -286,14 +291,17 @@ class SparseH5Writer(AtomicH5Writer):
         if self._direct and not final:
             n -= n % ROW_CHUNK
         n0, n1 = self.n_rows, self.n_rows + n
+        _chunks.finish_writes(self._pending)  # the previous flush's chunks
         if n:
             for name, arr in (("coords", coords), ("feats", feats)):
                 ds = self._f[name]
                 ds.resize(n1, axis=0)
                 if self._direct:
-                    _chunks.write_chunks(ds, n0, arr[:n])
+                    self._pending += _chunks.write_chunks(ds, n0, arr[:n])
                 else:
                     ds[n0:n1] = arr[:n]
+        if final:
+            _chunks.finish_writes(self._pending)
         self.n_rows = n1
         self._coords = [coords[n:]] if n < len(coords) else []
         self._feats = [feats[n:]] if n < len(coords) else []
@@ -305,6 +313,7 @@ class SparseH5Writer(AtomicH5Writer):
         self._coords = [c - delta for c in self._coords]  # rows still buffered: in memory
         if self.n_rows == 0:
             return
+        _chunks.finish_writes(self._pending)
         ds = self._f["coords"]
         step = ROW_CHUNK * 16
         for a in range(0, self.n_rows, step):
