@@ -93,6 +93,8 @@ def get():
             if _env_mode() == "on":
                 raise RuntimeError(f"SPARSENU_NATIVE_EXT=1 but the C++ kernels failed to build: {exc}") from exc
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if len(first) > 160:
+                first = first[:157] + "..."
             warnings.warn(f"sparsenu: C++ sparse-convolution kernels unavailable ({first}); "
                           "using the plain-PyTorch path (same results, slower). "
                           "Set SPARSENU_NATIVE_EXT=0 to silence this.", RuntimeWarning, stacklevel=3)
