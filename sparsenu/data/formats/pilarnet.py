@@ -78,7 +78,8 @@ def read_chunk(path: str | Path, info: FileInfo, start: int, stop: int) -> Chunk
                     f"{path}: event {start + j}: /point row has {int(sizes[j])} values, "
                     f"not a multiple of {POINT_COLUMNS}")
             counts = sizes // POINT_COLUMNS
-            flat = np.concatenate([np.ravel(r) for r in rows]) if len(rows) else np.zeros(0, np.float32)
+            # vlen rows are 1-D already: no per-row ravel
+            flat = np.concatenate(list(rows)) if len(rows) else np.zeros(0, np.float32)
             arr = flat.reshape(-1, POINT_COLUMNS)[:, :4]
             nbytes = int(flat.nbytes)
         else:
