@@ -110,3 +110,22 @@ def test_wrong_file_raises(tmp_path):
         SparseH5Dataset(bad)
     with pytest.raises(SparsenuError, match="file not found"):
         SparseH5Dataset(tmp_path / "missing.h5")
+
+
+def test_dataset_handles_stay_open_between_reads(sparse_file):
+    """The coords/feats datasets stay open across reads (HDF5 drops a dataset's chunk cache
+    when its last handle closes, which made every event decompress its chunk again), and a
+    pickled copy (a DataLoader worker) opens its own."""
+    import pickle
+
+    path, events = sparse_file
+    ds = SparseH5Dataset(path)
+    ds[0]
+    first = ds._datasets()
+    ds[1]
+    assert ds._datasets() is first and first[0].id.valid
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone._ds is None
+    np.testing.assert_array_equal(clone[1]["views"][0][0].numpy(), events[1][0])
+    ds.close()
+    assert ds._ds is None
