@@ -418,3 +418,19 @@ def test_voxel_id_decoding_shift_and_division_paths(nvox):
     rng = np.random.default_rng(2)
     idx = np.stack([rng.integers(0, k, 500) for k in nvox], 1)
     np.testing.assert_array_equal(decode_voxel_ids(encode_voxel_ids(idx, nvox), nvox), idx)
+
+
+def test_chunkwise_writer_stores_the_last_flush_when_nothing_stays_buffered(tmp_path, monkeypatch):
+    """Rows that end exactly on a chunk boundary at a flush leave nothing buffered; the
+    chunks still compressing must be stored when the file is finished."""
+    from sparsenu.data.formats import _chunks, sparse_h5
+
+    if not _chunks.available():
+        pytest.skip("isal not installed")
+    monkeypatch.setattr(sparse_h5, "ROW_CHUNK", 64)
+    c = np.arange(128 * 3, dtype=np.int32).reshape(128, 3)
+    path = tmp_path / "b.h5"
+    with SparseH5Writer(path, voxel_size_mm=1.0, flush_rows=100) as w:
+        w.add_events(c, np.ones((128, 1), np.float32), np.array([0, 64, 128]), [0, 1], [0, 1])
+        assert w._buffered == 0 and w._pending
+    np.testing.assert_array_equal(read_sparse(path)["coords"], c)

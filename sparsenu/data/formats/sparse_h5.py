@@ -283,6 +283,8 @@ class SparseH5Writer(AtomicH5Writer):
         if self._f is None:
             raise RuntimeError("SparseH5Writer used outside its 'with' block")
         if not self._coords:
+            if final:  # nothing buffered, but chunks of the last flush may still be compressing
+                _chunks.finish_writes(self._pending)
             return
         # a single buffered block (the usual case for big blocks) is written without a copy
         coords = self._coords[0] if len(self._coords) == 1 else np.concatenate(self._coords)
