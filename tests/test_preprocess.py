@@ -305,7 +305,7 @@ def _check_against_reference(out, ref, event_ids, origin_shift=None):
 
 
 def _write_raw(path, events, grid):
-    from sparsenu.data.formats.raw import RawWriter, pack_events  # noqa: F401
+    from sparsenu.data.formats.raw import RawWriter
 
     class Ev:
         pass

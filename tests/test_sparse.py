@@ -1,7 +1,6 @@
 """Sparse tensor, kernel maps and convolutions against dense torch references."""
 from __future__ import annotations
 
-import itertools
 
 import pytest
 import torch
