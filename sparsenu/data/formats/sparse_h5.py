@@ -49,9 +49,8 @@ EVENT_CHUNK = 4096
 #: lzf + shuffle: the fastest compressor in h5py's own filter pipeline; readable by
 #: h5py/pandas everywhere, other HDF5 tools need the lzf filter plugin (raw detector files).
 COMPRESSION: dict[str, Any] = {"compression": "lzf", "shuffle": True}
-#: gzip-1 + shuffle: sparse-tensor files (readable by any HDF5 build). /coords and /feats are
-#: compressed by :mod:`sparsenu.data.formats._chunks` (ISA-L on threads, ~10x h5py's rate).
-GZIP: dict[str, Any] = dict(_chunks.DEFLATE)
+# Sparse-tensor files use sparsenu.data.formats._chunks.DEFLATE (gzip-1 + shuffle, readable
+# by any HDF5 build); their /coords and /feats chunks are compressed by that module.
 
 
 def check_output(output: str | Path, overwrite: bool) -> Path:
@@ -198,7 +197,7 @@ class SparseH5Writer(AtomicH5Writer):
         if compression not in ("lzf", "gzip"):
             raise ValueError(f"compression must be 'lzf' or 'gzip', got {compression!r}")
         super().__init__(output, overwrite)
-        self._comp = COMPRESSION if compression == "lzf" else GZIP
+        self._comp = COMPRESSION if compression == "lzf" else _chunks.DEFLATE
         # whole chunks compressed off h5py's pipeline; rows of a partial chunk stay buffered
         # until more arrive or the file is finished
         self._direct = compression == "gzip" and _chunks.available()
@@ -282,9 +281,8 @@ class SparseH5Writer(AtomicH5Writer):
         """
         if self._f is None:
             raise RuntimeError("SparseH5Writer used outside its 'with' block")
+        _chunks.finish_writes(self._pending)  # the previous flush's chunks, compressed meanwhile
         if not self._coords:
-            if final:  # nothing buffered, but chunks of the last flush may still be compressing
-                _chunks.finish_writes(self._pending)
             return
         # a single buffered block (the usual case for big blocks) is written without a copy
         coords = self._coords[0] if len(self._coords) == 1 else np.concatenate(self._coords)
@@ -293,7 +291,6 @@ class SparseH5Writer(AtomicH5Writer):
         if self._direct and not final:
             n -= n % ROW_CHUNK
         n0, n1 = self.n_rows, self.n_rows + n
-        _chunks.finish_writes(self._pending)  # the previous flush's chunks
         if n:
             for name, arr in (("coords", coords), ("feats", feats)):
                 ds = self._f[name]
