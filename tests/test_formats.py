@@ -434,3 +434,25 @@ def test_chunkwise_writer_stores_the_last_flush_when_nothing_stays_buffered(tmp_
         w.add_events(c, np.ones((128, 1), np.float32), np.array([0, 64, 128]), [0, 1], [0, 1])
         assert w._buffered == 0 and w._pending
     np.testing.assert_array_equal(read_sparse(path)["coords"], c)
+
+
+def _write_one_event(path):
+    ev = [(np.arange(30000 * 3, dtype=np.int32).reshape(-1, 3), np.ones((30000, 1), np.float32))]
+    write_sparse(path, ev, labels=[0], event_ids=[0], voxel_size_mm=1.0, overwrite=True)
+
+
+def test_chunkwise_writer_works_in_a_forked_child(tmp_path):
+    """A process forked after the parent compressed chunks inherits a thread pool without
+    threads; the writer must start its own instead of waiting on it forever."""
+    import multiprocessing as mp
+
+    _write_one_event(tmp_path / "parent.h5")  # starts the parent's compression threads
+    child = mp.get_context("fork").Process(target=_write_one_event, args=(tmp_path / "child.h5",))
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung writing a sparse-tensor file")
+    assert child.exitcode == 0
+    np.testing.assert_array_equal(read_sparse(tmp_path / "child.h5")["coords"],
+                                  read_sparse(tmp_path / "parent.h5")["coords"])

@@ -12,6 +12,7 @@ Without ``isal`` callers fall back to h5py's own filter pipeline (same file, slo
 """
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import h5py
@@ -27,7 +28,7 @@ __all__ = ["available", "DEFLATE", "write_chunks", "finish_writes"]
 #: h5py keywords of the datasets this module writes (also used by the fallback).
 DEFLATE = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
 
-_POOL: ThreadPoolExecutor | None = None
+_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool)
 
 
 def available() -> bool:
@@ -36,10 +37,11 @@ def available() -> bool:
 
 
 def _pool() -> ThreadPoolExecutor:
+    """This process' compression threads (a pool inherited through fork has no threads)."""
     global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sparsenu-deflate")
-    return _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=2, thread_name_prefix="sparsenu-deflate"))
+    return _POOL[1]
 
 
 def _encode(block: np.ndarray) -> bytes:
