@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from sparsenu.eval.probe import KNNProbe, LinearProbe, balanced_accuracy
+from sparsenu.models.probe import KNNProbe, LinearProbe, balanced_accuracy
 from sparsenu.eval.report import (
     drop_table,
     format_mean_std,

@@ -655,7 +655,7 @@ def evaluate_checkpoint(
     """
     from sparsenu.eval.embeddings import file_sha256
     from sparsenu.train import load_checkpoint
-    from sparsenu.eval.probe import KNNProbe, LinearProbe, accuracy, balanced_accuracy
+    from sparsenu.models.probe import KNNProbe, LinearProbe, accuracy, balanced_accuracy
     from sparsenu.eval.sensitivity import sensitivity
 
     checkpoint = Path(checkpoint)
