@@ -317,7 +317,7 @@ def test_build_augmentation():
         build_augmentation([{"name": "rotatoin"}])
     with pytest.raises(SparsenuError, match="prob"):
         build_augmentation([{"name": "dropout", "prob": 0.1}])
-    with pytest.raises(SparsenuError, match="p must be in"):
+    with pytest.raises(SparsenuError, match="key 'p': input should be less than or equal to 1"):
         build_augmentation([{"name": "dropout", "p": 1.5}])
     with pytest.raises(SparsenuError, match="sigmaa"):
         build_augmentation([{"name": "random_choice", "transforms": [{"name": "jitter", "sigmaa": 1}]}])

@@ -7,7 +7,7 @@ sim = pytest.importorskip("sparsenu.sim")
 raw = pytest.importorskip("sparsenu.data.formats.raw")
 
 from sparsenu.augment import ChargeSmear  # noqa: E402
-from sparsenu.augment.resim import DEFAULT_DETECTOR_RANGES, ResimViews, varyable_detector_fields  # noqa: E402
+from sparsenu.augment.resim import DEFAULT_DETECTOR_RANGES, ResimViews  # noqa: E402
 from sparsenu.config import to_dict  # noqa: E402
 from sparsenu.errors import SparsenuError  # noqa: E402
 
@@ -103,7 +103,7 @@ def test_empty_readout_falls_back_or_raises(events):
 
 
 def test_bad_configuration():
-    assert "lifetime_us" in varyable_detector_fields() and "recombination" not in varyable_detector_fields()
+    assert "lifetime_us" in sim.DetectorConfig.numeric_fields() and "recombination" not in sim.DetectorConfig.numeric_fields()
     with pytest.raises(SparsenuError, match="lifetme_us"):
         ResimViews({"lifetme_us": (1.0, 2.0)})
     with pytest.raises(SparsenuError, match="recombination"):

@@ -17,7 +17,8 @@ import torch
 import yaml
 
 from sparsenu.cli import main as cli_main
-from sparsenu.config import ExperimentConfig, from_dict, load_experiment, to_dict
+from sparsenu.config import from_dict, to_dict
+from sparsenu.train.config import ExperimentConfig, load_experiment
 from sparsenu.errors import SparsenuError
 from sparsenu.train import load_checkpoint, train
 from sparsenu.train.data import EpochSampler, derive_seed
@@ -111,7 +112,7 @@ def read_metrics(run: Path) -> list[dict]:
         ({"optimizer": {"lr": 0.1}}, ["optimizer", "did you mean 'optim'"]),
         ({"optim": {"epochs": "two"}}, ["optim.epochs", "integer"]),
         ({"optim": {"lr": -1.0}}, ["optim.lr"]),
-        ({"loss": {"alpha": 1.5}}, ["loss.alpha", "out of range"]),
+        ({"loss": {"alpha": 1.5}}, ["loss.alpha", "less than or equal to 1"]),
         ({"loss": {"temperature": 0.0}}, ["loss.temperature"]),
         ({"method": "simclr"}, ["method", "contrastive"]),
         ({"model": {"widths": [8, 16], "depths": [1]}}, ["model.widths"]),
@@ -339,18 +340,18 @@ def test_simulated_tiny_config_trains_and_caches(tmp_path):
     cfg = REPO / "cfg" / "tiny_classifier.yaml"
     res = train(cfg, out_dir=tmp_path / "run", overrides=["optim.epochs=1"], progress=False)
     files = sorted(p.name for p in (tmp_path / "run" / "data").glob("*/*.h5"))
-    assert files == ["train.h5", "train_raw.h5", "val.h5"]
+    assert files == ["train-24.h5", "train-24_raw.h5", "val-10.h5"]
     assert res.last_checkpoint is not None and np.isfinite(res.metrics["loss"])
     cache = tmp_path / "cache"
     train(cfg, out_dir=tmp_path / "r2", overrides=["optim.epochs=1", f"data.simulate.cache_dir={cache}"],
           progress=False)
-    (h5,) = cache.glob("*/train.h5")
+    (h5,) = cache.glob("*/train-*[0-9].h5")
     mtime = os.path.getmtime(h5)
     train(cfg, out_dir=tmp_path / "r3", overrides=["optim.epochs=1", f"data.simulate.cache_dir={cache}"],
           progress=False)
     assert os.path.getmtime(h5) == mtime  # reused, not re-simulated
     # a cache that lost its raw file (needed by rs3l) is rebuilt, not a hard 'output exists' error
-    (raw,) = cache.glob("*/train_raw.h5")
+    (raw,) = cache.glob("*/train-*_raw.h5")
     before = h5py_arrays(h5)
     raw.unlink()
     train(cfg, out_dir=tmp_path / "r4", overrides=["optim.epochs=1", f"data.simulate.cache_dir={cache}"],

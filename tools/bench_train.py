@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from sparsenu.config import load_experiment
+from sparsenu.train.config import load_experiment
 from sparsenu.train.distributed import DistInfo
 from sparsenu.train.trainer import Trainer
 

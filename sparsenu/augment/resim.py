@@ -10,16 +10,14 @@ The published study (arXiv:2502.07724) judged such views too costly; see
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-import typing
 from typing import Any, Mapping
 
 import torch
 
 from sparsenu.errors import SparsenuError
 
-__all__ = ["ResimViews", "DEFAULT_DETECTOR_RANGES", "varyable_detector_fields"]
+__all__ = ["ResimViews", "DEFAULT_DETECTOR_RANGES"]
 
 #: Detector-systematic ranges from the literature (PHYSICS.md, "Detector response"):
 #: drift field, electron lifetime and transverse diffusion.
@@ -30,20 +28,6 @@ DEFAULT_DETECTOR_RANGES: dict[str, tuple[float, float]] = {
 }
 
 _SEED_HIGH = 2**62  # seeds drawn uniformly in [0, 2^62)
-
-
-def varyable_detector_fields() -> tuple[str, ...]:
-    """Names of the real-valued :class:`sparsenu.sim.DetectorConfig` fields a range may vary."""
-    from sparsenu.sim import DetectorConfig
-
-    hints = typing.get_type_hints(DetectorConfig)
-    out = []
-    for f in dataclasses.fields(DetectorConfig):
-        tp = hints.get(f.name)
-        args = typing.get_args(tp)
-        if tp is float or (args and float in args and all(a in (float, type(None)) for a in args)):
-            out.append(f.name)
-    return tuple(out)
 
 
 def _to_generator(generator: torch.Generator | int) -> torch.Generator:
@@ -102,7 +86,7 @@ class ResimViews:
             )
         self.base_detector = base_detector
         ranges = dict(DEFAULT_DETECTOR_RANGES if detector_ranges is None else detector_ranges)
-        allowed = varyable_detector_fields()
+        allowed = DetectorConfig.numeric_fields()
         clean: dict[str, tuple[float, float]] = {}
         for name in sorted(ranges):
             if name not in allowed:

@@ -31,11 +31,14 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Callable, Mapping, Sequence
+from typing import Annotated, Any, Callable, Literal, Mapping, Sequence, Union
 
 import torch
+from pydantic import Field
 
+from sparsenu.config import validated
 from sparsenu.errors import SparsenuError
+from sparsenu.sim.detector import diffusion_sigma_mm
 
 Transform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
@@ -193,35 +196,9 @@ def random_rotation_matrix(
     return r.to(dtype=dtype, device=device if device is not None else "cpu")
 
 
-def _bad(name: str, what: str) -> SparsenuError:
-    return SparsenuError(f"augmentation {name}: {what}")
-
-
-def _check_prob(name: str, key: str, p: float) -> float:
-    try:
-        p = float(p)
-    except (TypeError, ValueError):
-        raise _bad(name, f"{key} must be a number in [0, 1], got {p!r}") from None
-    if not (0.0 <= p <= 1.0):
-        raise _bad(name, f"{key} must be in [0, 1], got {p}")
-    return p
-
-
-def _check_nonneg(name: str, key: str, v: float) -> float:
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        raise _bad(name, f"{key} must be a non-negative number, got {v!r}") from None
-    if not (v >= 0.0 and math.isfinite(v)):
-        raise _bad(name, f"{key} must be a finite number >= 0, got {v}")
-    return v
-
-
-def _check_pos(name: str, key: str, v: float) -> float:
-    v = _check_nonneg(name, key, v)
-    if v == 0.0:
-        raise _bad(name, f"{key} must be > 0, got {v}")
-    return v
+Prob = Annotated[float, Field(ge=0.0, le=1.0)]
+NonNegative = Annotated[float, Field(ge=0.0)]
+Positive = Annotated[float, Field(gt=0.0)]
 
 
 # --------------------------------------------------------------------------- transforms
@@ -265,8 +242,9 @@ class VoxelDropout(AugmentBase):
         Drop probability per voxel (paper: 0.1).
     """
 
-    def __init__(self, p: float = 0.1) -> None:
-        self.p = _check_prob("VoxelDropout", "p", p)
+    @validated("augmentation VoxelDropout")
+    def __init__(self, p: Prob = 0.1) -> None:
+        self.p = float(p)
 
     def apply(self, coords, feats, generator):
         n = coords.shape[0]
@@ -294,9 +272,10 @@ class ChargeSmear(AugmentBase):
         Relative width of the per-voxel scale.
     """
 
-    def __init__(self, global_sigma: float = 0.0, voxel_sigma: float = 0.25) -> None:
-        self.global_sigma = _check_nonneg("ChargeSmear", "global_sigma", global_sigma)
-        self.voxel_sigma = _check_nonneg("ChargeSmear", "voxel_sigma", voxel_sigma)
+    @validated("augmentation ChargeSmear")
+    def __init__(self, global_sigma: NonNegative = 0.0, voxel_sigma: NonNegative = 0.25) -> None:
+        self.global_sigma = float(global_sigma)
+        self.voxel_sigma = float(voxel_sigma)
 
     def scales(self, n: int, generator: torch.Generator, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``(global_scale [1], voxel_scale [n])`` (before the clamp)."""
@@ -322,8 +301,9 @@ class CoordinateJitter(AugmentBase):
         Width in voxel units (paper: ``N(0,1) * sigma``; default 1 voxel).
     """
 
-    def __init__(self, sigma_voxels: float = 1.0) -> None:
-        self.sigma_voxels = _check_nonneg("CoordinateJitter", "sigma_voxels", sigma_voxels)
+    @validated("augmentation CoordinateJitter")
+    def __init__(self, sigma_voxels: NonNegative = 1.0) -> None:
+        self.sigma_voxels = float(sigma_voxels)
 
     def jitter_positions(self, coords: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Float positions ``[n, 3]`` (voxel units) after jitter, before re-voxelisation."""
@@ -364,38 +344,33 @@ class DriftDiffusionJitter(AugmentBase):
         Multiplier on the widths.
     """
 
+    @validated("augmentation DriftDiffusionJitter")
     def __init__(
         self,
-        voxel_size_mm: float = 3.8,
-        drift_axis: int = 0,
+        voxel_size_mm: Positive = 3.8,
+        drift_axis: Literal[0, 1, 2] = 0,
         anode_mm: float = 0.0,
         origin_mm: float = 0.0,
-        drift_velocity_mm_us: float = 1.6,
-        diffusion_t_cm2_us: float = 8.8e-6,
-        diffusion_l_cm2_us: float = 4.0e-6,
-        scale: float = 1.0,
+        drift_velocity_mm_us: Positive = 1.6,
+        diffusion_t_cm2_us: NonNegative = 8.8e-6,
+        diffusion_l_cm2_us: NonNegative = 4.0e-6,
+        scale: NonNegative = 1.0,
     ) -> None:
-        name = "DriftDiffusionJitter"
-        self.voxel_size_mm = _check_pos(name, "voxel_size_mm", voxel_size_mm)
-        if drift_axis not in (0, 1, 2) or isinstance(drift_axis, bool):
-            raise _bad(name, f"drift_axis must be 0, 1 or 2, got {drift_axis!r}")
+        self.voxel_size_mm = float(voxel_size_mm)
         self.drift_axis = int(drift_axis)
         self.anode_mm = float(anode_mm)
         self.origin_mm = float(origin_mm)
-        self.drift_velocity_mm_us = _check_pos(name, "drift_velocity_mm_us", drift_velocity_mm_us)
-        self.diffusion_t_cm2_us = _check_nonneg(name, "diffusion_t_cm2_us", diffusion_t_cm2_us)
-        self.diffusion_l_cm2_us = _check_nonneg(name, "diffusion_l_cm2_us", diffusion_l_cm2_us)
-        self.scale = _check_nonneg(name, "scale", scale)
+        self.drift_velocity_mm_us = float(drift_velocity_mm_us)
+        self.diffusion_t_cm2_us = float(diffusion_t_cm2_us)
+        self.diffusion_l_cm2_us = float(diffusion_l_cm2_us)
+        self.scale = float(scale)
 
     def sigma_voxels(self, coords: torch.Tensor) -> torch.Tensor:
         """Per-voxel, per-axis jitter width ``[n, 3]`` in voxel units (float32)."""
-        cm2_to_mm2 = 100.0  # 1 cm^2 = 100 mm^2, the one unit conversion
-        d_t = self.diffusion_t_cm2_us * cm2_to_mm2
-        d_l = self.diffusion_l_cm2_us * cm2_to_mm2
         x_d = self.origin_mm + (coords[:, self.drift_axis].to(torch.float64) + 0.5) * self.voxel_size_mm
         t_us = (x_d - self.anode_mm).abs() / self.drift_velocity_mm_us
-        s_t = torch.sqrt(2.0 * d_t * t_us) * self.scale / self.voxel_size_mm
-        s_l = torch.sqrt(2.0 * d_l * t_us) * self.scale / self.voxel_size_mm
+        s_t = diffusion_sigma_mm(self.diffusion_t_cm2_us, t_us) * self.scale / self.voxel_size_mm
+        s_l = diffusion_sigma_mm(self.diffusion_l_cm2_us, t_us) * self.scale / self.voxel_size_mm
         sig = s_t[:, None].expand(-1, 3).clone()
         sig[:, self.drift_axis] = s_l
         return sig.to(torch.float32)
@@ -451,13 +426,10 @@ class RandomFlip(AugmentBase):
     p : float in [0, 1]
     """
 
-    def __init__(self, axes: Sequence[int] = (0, 1, 2), p: float = 0.5) -> None:
-        axes = tuple(axes) if not isinstance(axes, int) else (axes,)
-        for a in axes:
-            if a not in (0, 1, 2) or isinstance(a, bool):
-                raise _bad("RandomFlip", f"axes must be a subset of (0, 1, 2), got {axes!r}")
-        self.axes = axes
-        self.p = _check_prob("RandomFlip", "p", p)
+    @validated("augmentation RandomFlip")
+    def __init__(self, axes: Union[Literal[0, 1, 2], Sequence[Literal[0, 1, 2]]] = (0, 1, 2), p: Prob = 0.5) -> None:
+        self.axes = tuple(axes) if not isinstance(axes, int) else (axes,)
+        self.p = float(p)
 
     def apply(self, coords, feats, generator):
         draws = _rand(generator, 3, like=coords)  # always 3 draws: stream independent of `axes`
@@ -479,9 +451,8 @@ class RandomTranslation(AugmentBase):
     max_shift_voxels : int >= 0
     """
 
-    def __init__(self, max_shift_voxels: int = 8) -> None:
-        if isinstance(max_shift_voxels, bool) or int(max_shift_voxels) != max_shift_voxels or max_shift_voxels < 0:
-            raise _bad("RandomTranslation", f"max_shift_voxels must be an integer >= 0, got {max_shift_voxels!r}")
+    @validated("augmentation RandomTranslation")
+    def __init__(self, max_shift_voxels: Annotated[int, Field(ge=0)] = 8) -> None:
         self.max_shift_voxels = int(max_shift_voxels)
 
     def apply(self, coords, feats, generator):
@@ -490,21 +461,15 @@ class RandomTranslation(AugmentBase):
         return coords + shift, feats.clone()
 
 
-def _check_transform_list(name: str, transforms: Sequence[Transform]) -> list[Transform]:
-    transforms = list(transforms)
-    if not transforms:
-        raise _bad(name, "needs at least one transform")
-    for t in transforms:
-        if not callable(t):
-            raise _bad(name, f"{t!r} is not callable")
-    return transforms
+TransformList = Annotated[list[Transform], Field(min_length=1)]
 
 
 class Compose(AugmentBase):
     """Apply ``transforms`` in sequence."""
 
-    def __init__(self, transforms: Sequence[Transform]) -> None:
-        self.transforms = _check_transform_list("Compose", transforms)
+    @validated("augmentation Compose")
+    def __init__(self, transforms: TransformList) -> None:
+        self.transforms = list(transforms)
 
     def apply(self, coords, feats, generator):
         for t in self.transforms:
@@ -520,17 +485,14 @@ class RandomChoice(AugmentBase):
     transforms in random order (``n <= len(transforms)``).
     """
 
-    def __init__(self, transforms: Sequence[Transform], n: int = 3, replacement: bool = True) -> None:
-        self.transforms = _check_transform_list("RandomChoice", transforms)
-        if isinstance(n, bool) or int(n) != n or n < 1:
-            raise _bad("RandomChoice", f"n must be an integer >= 1, got {n!r}")
+    @validated("augmentation RandomChoice")
+    def __init__(self, transforms: TransformList, n: Annotated[int, Field(ge=1)] = 3, replacement: bool = True) -> None:
+        self.transforms = list(transforms)
         self.n = int(n)
         self.replacement = bool(replacement)
         if not self.replacement and self.n > len(self.transforms):
-            raise _bad(
-                "RandomChoice",
-                f"n = {self.n} > {len(self.transforms)} transforms with replacement=False",
-            )
+            raise SparsenuError(f"augmentation RandomChoice: n = {self.n} > {len(self.transforms)} transforms "
+                                "with replacement=False")
 
     def choose(self, generator: torch.Generator) -> list[int]:
         """Indices of the transforms to apply, in order."""

@@ -1,19 +1,21 @@
-"""Simulator configuration dataclasses: :class:`DetectorConfig` and :class:`SimConfig`.
+"""Simulator configuration: :class:`DetectorConfig` and :class:`SimConfig`.
 
-Both are frozen dataclasses, loadable from YAML with :func:`sparsenu.config.from_dict`
-(declared ``range``/``choices`` metadata are checked there) and validated again in
-``__post_init__`` (``ValueError``), so direct construction and ``.replace(**kw)`` are checked too.
+Both are :class:`sparsenu.config.ConfigModel` s (frozen, strict, unknown keys rejected): a
+value is checked the same way whether it comes from YAML, a ``key=value`` override, direct
+construction or a copy with :meth:`~sparsenu.config.ConfigModel.replace`.
 """
 from __future__ import annotations
 
-import dataclasses
+import difflib
 import math
-from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Iterable, Literal, Optional
 
+from pydantic import Field, field_validator, model_validator
+
+from sparsenu.config import ConfigModel
 from sparsenu.sim import constants as C
 
-__all__ = ["DetectorConfig", "SimConfig", "drift_velocity_walkowiak", "DEFAULT_ENERGY_RANGE_MEV"]
+__all__ = ["DetectorConfig", "SimConfig", "SimulationConfig", "drift_velocity_walkowiak", "DEFAULT_ENERGY_RANGE_MEV"]
 
 
 def drift_velocity_walkowiak(field_kv_cm: float, temperature_k: float = 87.0) -> float:
@@ -41,41 +43,10 @@ def drift_velocity_walkowiak(field_kv_cm: float, temperature_k: float = 87.0) ->
     return (1.0 + p1 * dt) * (p3 * e * math.log(1.0 + p4 / e) + p5 * e**p6) / (1.0 + p2 * dt)
 
 
-def _vec3(value: Any, name: str) -> tuple[float, float, float]:
-    try:
-        vals = tuple(float(v) for v in value)
-    except TypeError:
-        raise ValueError(f"{name} must be 3 numbers, got {value!r}") from None
-    if len(vals) != 3 or not all(math.isfinite(v) for v in vals):
-        raise ValueError(f"{name} must be 3 finite numbers, got {value!r}")
-    return vals  # type: ignore[return-value]
+Vec3 = tuple[float, float, float]
 
 
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ValueError(msg)
-
-
-class _ReplaceMixin:
-    def replace(self, **overrides: Any):
-        """Return a validated copy with ``overrides`` applied (unknown names raise ValueError)."""
-        names = {f.name for f in dataclasses.fields(self)}  # type: ignore[arg-type]
-        bad = sorted(set(overrides) - names)
-        if bad:
-            raise ValueError(
-                f"{type(self).__name__}.replace: unknown field(s) {bad}; valid: {sorted(names)}"
-            )
-        return dataclasses.replace(self, **overrides)  # type: ignore[type-var]
-
-    def to_dict(self) -> dict:
-        """Plain-Python (YAML/JSON-safe) dict of all fields."""
-        from sparsenu.config import to_dict
-
-        return to_dict(self)
-
-
-@dataclass(frozen=True)
-class DetectorConfig(_ReplaceMixin):
+class DetectorConfig(ConfigModel):
     """Pixel LArTPC detector response parameters (ND-LAr-like nominal values).
 
     Units are in the field names. References: PHYSICS.md; larnd-sim defaults for field,
@@ -93,59 +64,58 @@ class DetectorConfig(_ReplaceMixin):
     - ``threshold = 3.0`` ADC (~3000 electrons, ~1/7 of a MIP voxel): voxels with
       ``charge <= threshold`` are not read out.
     - ``dead_channel_fraction``: fraction of pixel columns (all voxels along ``drift_axis`` for
-      one transverse pixel) that read nothing. The map is a fixed pseudo-random function of
-      (pixel index, ``dead_channel_seed``): identical for every event of a detector config.
+      one transverse pixel) that read nothing, in [0, 1). The map is a fixed pseudo-random
+      function of (pixel index, ``dead_channel_seed``): identical for every event of a detector.
     """
 
-    volume_min_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    volume_max_mm: tuple[float, float, float] = (972.8, 972.8, 972.8)
-    voxel_size_mm: float = field(default=3.8, metadata={"range": (1e-3, None)})
-    drift_axis: int = field(default=0, metadata={"choices": (0, 1, 2)})
-    field_kv_cm: float = field(default=0.5, metadata={"range": (0.05, 5.0)})
-    drift_velocity_mm_us: Optional[float] = field(default=None, metadata={"range": (1e-6, None)})
-    temperature_k: float = field(default=87.0, metadata={"range": (80.0, 95.0)})
-    lifetime_us: float = field(default=2200.0, metadata={"range": (1e-6, None)})
-    diffusion_t_cm2_us: float = field(default=8.8e-6, metadata={"range": (0.0, None)})
-    diffusion_l_cm2_us: float = field(default=4.0e-6, metadata={"range": (0.0, None)})
-    recombination: Literal["box", "birks"] = field(
-        default="box", metadata={"choices": ("box", "birks")}
-    )
-    box_alpha: float = field(default=C.BOX_ALPHA, metadata={"range": (1e-6, None)})
-    box_beta: float = field(default=C.BOX_BETA, metadata={"range": (1e-9, None)})
-    birks_a: float = field(default=C.BIRKS_A, metadata={"range": (1e-6, 1.0)})
-    birks_k: float = field(default=C.BIRKS_K, metadata={"range": (0.0, None)})
-    gain: float = field(default=1e-3, metadata={"range": (1e-12, None)})
-    noise: float = field(default=0.5, metadata={"range": (0.0, None)})
-    threshold: float = field(default=3.0, metadata={"range": (0.0, None)})
-    dead_channel_fraction: float = field(default=0.0, metadata={"range": (0.0, 1.0)})
+    volume_min_mm: Vec3 = (0.0, 0.0, 0.0)
+    volume_max_mm: Vec3 = (972.8, 972.8, 972.8)
+    voxel_size_mm: float = Field(3.8, ge=1e-3)
+    drift_axis: Literal[0, 1, 2] = 0
+    field_kv_cm: float = Field(0.5, ge=0.05, le=5.0)
+    drift_velocity_mm_us: Optional[float] = Field(None, gt=0.0)
+    temperature_k: float = Field(87.0, ge=80.0, le=95.0)
+    lifetime_us: float = Field(2200.0, gt=0.0)
+    diffusion_t_cm2_us: float = Field(8.8e-6, ge=0.0)
+    diffusion_l_cm2_us: float = Field(4.0e-6, ge=0.0)
+    recombination: Literal["box", "birks"] = "box"
+    box_alpha: float = Field(C.BOX_ALPHA, gt=0.0)
+    box_beta: float = Field(C.BOX_BETA, gt=0.0)
+    birks_a: float = Field(C.BIRKS_A, gt=0.0, le=1.0)
+    birks_k: float = Field(C.BIRKS_K, ge=0.0)
+    gain: float = Field(1e-3, gt=0.0)
+    noise: float = Field(0.5, ge=0.0)
+    threshold: float = Field(3.0, ge=0.0)
+    dead_channel_fraction: float = Field(0.0, ge=0.0, lt=1.0)
     dead_channel_seed: int = 0
 
-    def __post_init__(self) -> None:
-        vmin = _vec3(self.volume_min_mm, "volume_min_mm")
-        vmax = _vec3(self.volume_max_mm, "volume_max_mm")
-        object.__setattr__(self, "volume_min_mm", vmin)
-        object.__setattr__(self, "volume_max_mm", vmax)
-        _check(all(b > a for a, b in zip(vmin, vmax)),
-               f"volume_max_mm {vmax} must exceed volume_min_mm {vmin} on every axis")
-        _check(self.voxel_size_mm > 0, f"voxel_size_mm must be > 0, got {self.voxel_size_mm}")
-        _check(self.drift_axis in (0, 1, 2), f"drift_axis must be 0, 1 or 2, got {self.drift_axis}")
-        _check(self.field_kv_cm > 0, f"field_kv_cm must be > 0, got {self.field_kv_cm}")
-        _check(self.drift_velocity_mm_us is None or self.drift_velocity_mm_us > 0,
-               f"drift_velocity_mm_us must be > 0 or None, got {self.drift_velocity_mm_us}")
-        _check(self.lifetime_us > 0, f"lifetime_us must be > 0, got {self.lifetime_us}")
-        _check(self.diffusion_t_cm2_us >= 0, "diffusion_t_cm2_us must be >= 0")
-        _check(self.diffusion_l_cm2_us >= 0, "diffusion_l_cm2_us must be >= 0")
-        _check(self.recombination in ("box", "birks"),
-               f"recombination must be 'box' or 'birks', got {self.recombination!r}")
-        _check(self.box_alpha > 0 and self.box_beta > 0, "box_alpha and box_beta must be > 0")
-        _check(0 < self.birks_a <= 1 and self.birks_k >= 0, "need 0 < birks_a <= 1, birks_k >= 0")
-        _check(self.gain > 0, f"gain must be > 0, got {self.gain}")
-        _check(self.noise >= 0, f"noise must be >= 0, got {self.noise}")
-        _check(self.threshold >= 0, f"threshold must be >= 0, got {self.threshold}")
-        _check(0.0 <= self.dead_channel_fraction < 1.0,
-               f"dead_channel_fraction must be in [0, 1), got {self.dead_channel_fraction}")
+    @model_validator(mode="after")
+    def _check_volume(self) -> "DetectorConfig":
+        vmin, vmax = self.volume_min_mm, self.volume_max_mm
+        if not all(b > a for a, b in zip(vmin, vmax)):
+            raise ValueError(f"volume_max_mm {vmax} must exceed volume_min_mm {vmin} on every axis")
         n = self.grid_shape
-        _check(all(k >= 1 for k in n) and math.prod(n) < 2**62, f"bad voxel grid {n}")
+        if math.prod(n) >= 2**62:
+            raise ValueError(f"voxel grid {n} too large (more than 2^62 voxels)")
+        return self
+
+    @classmethod
+    def check_names(cls, names: Iterable[str], numeric: bool = False) -> None:
+        """``ValueError`` ``"unknown key 'x' (did you mean 'y'?)"`` for a name that is not a field
+        (``numeric``: not a real-valued field)."""
+        valid = cls.numeric_fields() if numeric else tuple(cls.model_fields)
+        for name in names:
+            if name not in valid:
+                close = difflib.get_close_matches(name, valid, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                what = "numeric DetectorConfig field" if numeric else "DetectorConfig field"
+                raise ValueError(f"unknown key '{name}'{hint}: not a {what}")
+
+    @classmethod
+    def numeric_fields(cls) -> tuple[str, ...]:
+        """Names of the real-valued fields (the ones a shift may scale or a range may vary)."""
+        return tuple(name for name, f in cls.model_fields.items()
+                     if f.annotation in (float, Optional[float]))
 
     @property
     def grid_shape(self) -> tuple[int, int, int]:
@@ -173,8 +143,7 @@ DEFAULT_ENERGY_RANGE_MEV: dict[str, tuple[float, float]] = {
 }
 
 
-@dataclass(frozen=True)
-class SimConfig(_ReplaceMixin):
+class SimConfig(ConfigModel):
     """Single-particle generator settings.
 
     Attributes
@@ -193,44 +162,61 @@ class SimConfig(_ReplaceMixin):
         Safety limit on redraws for one event.
     """
 
-    fiducial_min_mm: tuple[float, float, float] = (100.0, 100.0, 100.0)
-    fiducial_max_mm: tuple[float, float, float] = (872.8, 872.8, 872.8)
-    energy_range_mev: dict[str, tuple[float, float]] = field(
-        default_factory=lambda: dict(DEFAULT_ENERGY_RANGE_MEV)
-    )
+    fiducial_min_mm: Vec3 = (100.0, 100.0, 100.0)
+    fiducial_max_mm: Vec3 = (872.8, 872.8, 872.8)
+    energy_range_mev: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_ENERGY_RANGE_MEV))
     classes: tuple[str, ...] = C.CLASS_NAMES
-    min_voxels: int = field(default=4, metadata={"range": (0, None)})
-    max_attempts: int = field(default=1000, metadata={"range": (1, None)})
+    min_voxels: int = Field(4, ge=0)
+    max_attempts: int = Field(1000, ge=1)
 
-    def __post_init__(self) -> None:
-        fmin = _vec3(self.fiducial_min_mm, "fiducial_min_mm")
-        fmax = _vec3(self.fiducial_max_mm, "fiducial_max_mm")
-        object.__setattr__(self, "fiducial_min_mm", fmin)
-        object.__setattr__(self, "fiducial_max_mm", fmax)
-        _check(all(b >= a for a, b in zip(fmin, fmax)),
-               f"fiducial_max_mm {fmax} must be >= fiducial_min_mm {fmin}")
+    @field_validator("energy_range_mev")
+    @classmethod
+    def _energy_ranges(cls, value: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
         rng = dict(DEFAULT_ENERGY_RANGE_MEV)
-        for k, v in dict(self.energy_range_mev).items():
-            _check(k in C.CLASS_NAMES,
-                   f"energy_range_mev: unknown class {k!r}; valid: {list(C.CLASS_NAMES)}")
-            try:
-                lo, hi = (float(x) for x in v)
-            except (TypeError, ValueError):
-                raise ValueError(f"energy_range_mev[{k!r}] must be [min, max], got {v!r}") from None
-            _check(0 < lo <= hi and math.isfinite(hi),
-                   f"energy_range_mev[{k!r}] must satisfy 0 < min <= max, got {v!r}")
-            rng[k] = (lo, hi)
-        object.__setattr__(self, "energy_range_mev", rng)
-        classes = tuple(self.classes)
-        _check(len(classes) > 0, "classes must not be empty")
-        for c in classes:
-            _check(c in C.CLASS_NAMES, f"classes: unknown class {c!r}; valid: {list(C.CLASS_NAMES)}")
-        _check(len(set(classes)) == len(classes), f"classes has duplicates: {classes}")
-        object.__setattr__(self, "classes", classes)
-        _check(self.min_voxels >= 0, f"min_voxels must be >= 0, got {self.min_voxels}")
-        _check(self.max_attempts >= 1, f"max_attempts must be >= 1, got {self.max_attempts}")
+        for k, (lo, hi) in value.items():
+            if k not in C.CLASS_NAMES:
+                raise ValueError(f"unknown class {k!r}; valid: {list(C.CLASS_NAMES)}")
+            if not 0 < lo <= hi:
+                raise ValueError(f"[{k!r}] must satisfy 0 < min <= max, got {[lo, hi]}")
+            rng[k] = (float(lo), float(hi))
+        return rng
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("must not be empty")
+        for c in value:
+            if c not in C.CLASS_NAMES:
+                raise ValueError(f"unknown class {c!r}; valid: {list(C.CLASS_NAMES)}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"has duplicates: {list(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_fiducial(self) -> "SimConfig":
+        if not all(b >= a for a, b in zip(self.fiducial_min_mm, self.fiducial_max_mm)):
+            raise ValueError(f"fiducial_max_mm {self.fiducial_max_mm} must be >= fiducial_min_mm "
+                             f"{self.fiducial_min_mm}")
+        return self
 
     @property
     def labels(self) -> tuple[int, ...]:
         """Label (index in ``CLASS_NAMES``) of each entry of ``classes``."""
         return tuple(C.CLASS_NAMES.index(c) for c in self.classes)
+
+
+class SimulationConfig(ConfigModel):
+    """What to simulate: a run seed, the generator and the detector.
+
+    The file of ``sparsenu simulate CONFIG`` and the base of every block that simulates
+    data sets (a training run's ``data.simulate``, a benchmark suite's ``data``)::
+
+        seed: 12345
+        sim: {...}        # SimConfig fields (fiducial volume, energy ranges, classes, min_voxels)
+        detector: {...}   # DetectorConfig fields (volume, voxel size, field, lifetime, ...)
+    """
+
+    seed: int = Field(0, ge=0, lt=2**63)
+    sim: SimConfig = Field(default_factory=SimConfig)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)

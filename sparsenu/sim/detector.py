@@ -29,6 +29,7 @@ Chain, per energy-deposit segment:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -37,7 +38,7 @@ from sparsenu.sim.config import DetectorConfig
 from sparsenu.sim.propagation import Deposits
 
 __all__ = ["DetectorHits", "detector_response", "recombination_factor", "ionisation_points",
-           "dead_pixel_mask", "SUBPOINT_FRACTION"]
+           "dead_pixel_mask", "diffusion_sigma_mm", "SUBPOINT_FRACTION"]
 
 #: Sub-point spacing as a fraction of the voxel size.
 SUBPOINT_FRACTION = 0.3
@@ -65,6 +66,15 @@ class DetectorHits:
         if self.coords.shape[0] != self.charge.shape[0]:
             raise ValueError("DetectorHits: coords and charge lengths differ")
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """``{"coords": int32 [m, 3], "charge": float32 [m]}`` (the raw file's ``/hits``)."""
+        return {"coords": self.coords, "charge": self.charge}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, Any]) -> "DetectorHits":
+        """Inverse of :meth:`to_arrays`."""
+        return cls(coords=arrays["coords"], charge=arrays["charge"])
+
     @property
     def n(self) -> int:
         """Number of read-out voxels."""
@@ -72,6 +82,20 @@ class DetectorHits:
 
     def __len__(self) -> int:
         return self.n
+
+
+def diffusion_sigma_mm(diffusion_cm2_us: float, drift_time_us: Any) -> Any:
+    """Width of the diffused charge cloud, ``sigma = sqrt(2 D t)`` (mm; PHYSICS.md, "Diffusion").
+
+    Parameters
+    ----------
+    diffusion_cm2_us : float
+        Diffusion coefficient D (cm^2/us, as published); converted to mm^2/us here, once.
+    drift_time_us : ndarray or torch.Tensor
+        Drift times t (us); the result has the same type and shape.
+    """
+    x = 2.0 * diffusion_cm2_us * _CM2_TO_MM2 * drift_time_us
+    return x.sqrt() if hasattr(x, "sqrt") else np.sqrt(x)
 
 
 def recombination_factor(dedx_mev_cm: np.ndarray, detector: DetectorConfig) -> np.ndarray:
@@ -124,9 +148,8 @@ def ionisation_points(deposits: Deposits, detector: DetectorConfig, rng: np.rand
     elec = elec * np.exp(-t / detector.lifetime_us)
     if diffuse and pts.shape[0]:
         sig = np.empty_like(pts)
-        st = np.sqrt(2.0 * detector.diffusion_t_cm2_us * _CM2_TO_MM2 * t)
-        sig[:] = st[:, None]
-        sig[:, ax] = np.sqrt(2.0 * detector.diffusion_l_cm2_us * _CM2_TO_MM2 * t)
+        sig[:] = diffusion_sigma_mm(detector.diffusion_t_cm2_us, t)[:, None]
+        sig[:, ax] = diffusion_sigma_mm(detector.diffusion_l_cm2_us, t)
         pts = pts + sig * rng.standard_normal(pts.shape)
     return pts, elec, t
 

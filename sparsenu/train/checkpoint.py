@@ -158,7 +158,8 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> LoadedModel:
     SparsenuError
         Missing, unreadable or non-sparsenu file, or a config/state mismatch.
     """
-    from sparsenu.config import ExperimentConfig, from_dict
+    from sparsenu.config import from_dict
+    from sparsenu.train.config import ExperimentConfig
     from sparsenu.train.methods import build_encoder, get_method
 
     state = read_checkpoint(path, map_location=map_location)

@@ -502,7 +502,7 @@ def train(config_path: str | Path, out_dir: str | Path | None = None, overrides:
     Parameters
     ----------
     config_path : path
-        Experiment YAML (:class:`sparsenu.config.ExperimentConfig`).
+        Experiment YAML (:class:`sparsenu.train.config.ExperimentConfig`).
     out_dir : path, optional
         Run directory (default ``runs/<name>``).
     overrides : sequence of "key.sub=value"
@@ -523,7 +523,8 @@ def train(config_path: str | Path, out_dir: str | Path | None = None, overrides:
     SparsenuError
         Bad config, missing data, an existing run without ``resume``, nothing to resume.
     """
-    from sparsenu.config import load_experiment, save_yaml
+    from sparsenu.config import save_yaml
+    from sparsenu.train.config import load_experiment
 
     cfg = load_experiment(config_path, overrides)
     run_dir = Path(out_dir) if out_dir is not None else Path("runs") / cfg.name
