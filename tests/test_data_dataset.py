@@ -121,11 +121,11 @@ def test_dataset_handles_stay_open_between_reads(sparse_file):
     path, events = sparse_file
     ds = SparseH5Dataset(path)
     ds[0]
-    first = ds._datasets()
+    first = ds._h5["coords"]
     ds[1]
-    assert ds._datasets() is first and first[0].id.valid
+    assert ds._h5["coords"] is first and first.id.valid
     clone = pickle.loads(pickle.dumps(ds))
-    assert clone._ds is None
+    assert clone._h5._f is None and clone._h5._ds == {}
     np.testing.assert_array_equal(clone[1]["views"][0][0].numpy(), events[1][0])
     ds.close()
-    assert ds._ds is None
+    assert ds._h5._ds == {}

@@ -85,7 +85,7 @@ def test_chunkwise_deflate_is_plain_gzip_and_exact(tmp_path, monkeypatch, direct
     with SparseH5Writer(path, voxel_size_mm=1.0, n_feats=2, flush_rows=150) as w:
         for i, (c, x) in enumerate(events):
             w.add_event(c, x, i % 5, i)
-        assert w._direct is direct
+        assert w._coords._direct is direct
     with h5py.File(path) as f:
         assert f["coords"].chunks == (64, 3) and f["coords"].compression == "gzip" and f["coords"].shuffle
         np.testing.assert_array_equal(f["coords"][()], np.concatenate([c for c, _ in events]))
@@ -368,7 +368,7 @@ def test_raw_reader_matches_simulator_and_wrappers(tmp_path):
         with pytest.raises(IndexError, match="event 6 out of range for 6 events"):
             r.read_event(6)
         r2 = pickle.loads(pickle.dumps(r))  # picklable by path: reopens on first read
-    assert r._f is None
+    assert r._h5._f is None
     _same_event(r2.read_event(2), events[2])
     _same_event(RawReader(path, cache_tables=False).read_event(4), events[4])
     r2.close()
@@ -406,7 +406,7 @@ def test_shift_coords_covers_written_and_buffered_rows(tmp_path, monkeypatch, fl
         for i, (c, x) in enumerate(events):
             w.add_event(c, x, 0, i)
         if flush_rows == 100:
-            assert w.n_rows > 0 and w._buffered > 0  # both kinds of rows exist
+            assert w._coords.n_rows > 0 and w._coords._buffered > 0  # both kinds of rows exist
         w.shift_coords([10, 20, 30])
     np.testing.assert_array_equal(read_sparse(path)["coords"],
                                   np.concatenate([c for c, _ in events]) - np.array([10, 20, 30], np.int32))
@@ -432,7 +432,7 @@ def test_chunkwise_writer_stores_the_last_flush_when_nothing_stays_buffered(tmp_
     path = tmp_path / "b.h5"
     with SparseH5Writer(path, voxel_size_mm=1.0, flush_rows=100) as w:
         w.add_events(c, np.ones((128, 1), np.float32), np.array([0, 64, 128]), [0, 1], [0, 1])
-        assert w._buffered == 0 and w._pending
+        assert w._coords._buffered == 0 and w._coords._pending
     np.testing.assert_array_equal(read_sparse(path)["coords"], c)
 
 

@@ -110,16 +110,13 @@ def test_sparsenu_raw_input_with_bad_events(tmp_path):
 
     det = {"voxel_size_mm": 2.0, "volume_min_mm": [0.0, 0.0, 0.0], "volume_max_mm": [20.0, 20.0, 20.0]}
 
-    class Ev:
-        def __init__(self, i, coords, charge):
-            self.event_id, self.label, self.event_seed, self.attempt = i, i % 5, 1000 + i, 0
-            self.primary = type("P", (), {"pdg": 13, "label": i % 5, "kinetic_energy_mev": 100.0,
-                                          "direction": np.array([1.0, 0, 0]), "momentum_mev": np.zeros(3),
-                                          "vertex_mm": np.zeros(3)})()
-            self.deposits = type("D", (), {"start_mm": np.zeros((1, 3)), "end_mm": np.ones((1, 3)),
-                                           "de_mev": np.ones(1), "dedx_mev_cm": np.ones(1),
-                                           "track_id": np.ones(1), "pdg": np.full(1, 13)})()
-            self.hits = type("H", (), {"coords": np.asarray(coords), "charge": np.asarray(charge)})()
+    from sparsenu.sim import Deposits, DetectorHits, Primary, SimEvent
+
+    def Ev(i, coords, charge):
+        primary = Primary(pdg=13, label=i % 5, kinetic_energy_mev=100.0, direction=np.array([1.0, 0, 0]),
+                          momentum_mev=np.zeros(3), vertex_mm=np.zeros(3))
+        deposits = Deposits(np.zeros((1, 3)), np.ones((1, 3)), np.ones(1), np.ones(1), np.ones(1), np.full(1, 13))
+        return SimEvent(i, i % 5, 1000 + i, primary, deposits, DetectorHits(coords, charge), 0)
 
     events = [Ev(0, [[1, 2, 3], [4, 5, 6]], [1.0, 2.0]), Ev(1, [[1, 1, 1]], [np.nan]),
               Ev(2, [[1, 1, 10]], [1.0]), Ev(3, np.zeros((0, 3)), []), Ev(4, [[0, 0, 0]], [np.inf]),
@@ -306,22 +303,14 @@ def _check_against_reference(out, ref, event_ids, origin_shift=None):
 
 def _write_raw(path, events, grid):
     from sparsenu.data.formats.raw import RawWriter
-
-    class Ev:
-        pass
+    from sparsenu.sim import Deposits, DetectorHits, Primary, SimEvent
 
     evs = []
     for i, (c, q) in enumerate(events):
-        e = Ev()
-        e.event_id, e.label, e.event_seed, e.attempt = 100 + i, i % 5, i, 0
-        e.primary = type("P", (), {"pdg": 13, "label": i % 5, "kinetic_energy_mev": 1.0,
-                                   "direction": np.array([1.0, 0, 0]), "momentum_mev": np.zeros(3),
-                                   "vertex_mm": np.zeros(3)})()
-        e.deposits = type("D", (), {"start_mm": np.zeros((1, 3)), "end_mm": np.ones((1, 3)),
-                                    "de_mev": np.ones(1), "dedx_mev_cm": np.ones(1),
-                                    "track_id": np.ones(1), "pdg": np.full(1, 13)})()
-        e.hits = type("H", (), {"coords": np.asarray(c, np.int32), "charge": np.asarray(q, np.float32)})()
-        evs.append(e)
+        primary = Primary(pdg=13, label=i % 5, kinetic_energy_mev=1.0, direction=np.array([1.0, 0, 0]),
+                          momentum_mev=np.zeros(3), vertex_mm=np.zeros(3))
+        deposits = Deposits(np.zeros((1, 3)), np.ones((1, 3)), np.ones(1), np.ones(1), np.ones(1), np.full(1, 13))
+        evs.append(SimEvent(100 + i, i % 5, i, primary, deposits, DetectorHits(c, q), 0))
     det = {"voxel_size_mm": 2.0, "volume_min_mm": [0.0, 0.0, 0.0], "volume_max_mm": [2.0 * grid] * 3}
     with RawWriter(path, seed=1, sim={}, detector=det) as w:
         w.add_events(evs[:11])  # two appends: the raw file's own chunking differs from the blocks

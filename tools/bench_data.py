@@ -87,16 +87,14 @@ def _tile_raw(src: Path, dst: Path, n: int) -> Path:
     from sparsenu.data.formats.raw import RawWriter, iter_events, pack_events, read_header
 
     hdr = read_header(src)
-    packed = pack_events(list(iter_events(src)))
-    m = len(packed["event_id"])
+    events = list(iter_events(src))
+    m = len(events)
     with RawWriter(dst, seed=hdr["seed"], sim=hdr["sim"], detector=hdr["detector"], overwrite=True,
                    created_by="tools/bench_data.py (tiled)") as w:
         for a in range(0, n, m):
             k = min(m, n - a)
-            part = dict(packed)
-            if k < m:
-                part = pack_events(list(iter_events(src, 0, k)))
-            part["event_id"] = np.arange(a, a + k, dtype=np.int64)
+            part = pack_events(events[:k])
+            part["groups"]["events"]["event_id"] = np.arange(a, a + k, dtype=np.int64)
             w.add_packed(part)
     return dst
 
@@ -143,7 +141,7 @@ def bench_preprocess(workdir: Path, n: int, raw: Path | None, repeat: int = 3, w
                         "charge/events/ref/charge/calib_prompt_hits/ref_region"]),
     }
     if raw is not None:
-        # sparsenu raw: simulated events repeated up to n (lzf + shuffle, as `sparsenu simulate` writes)
+        # sparsenu raw: simulated events repeated up to n (shuffle + deflate, as `sparsenu simulate` writes)
         files["sparsenu"] = (_tile_raw(raw, workdir / "raw-tiled.h5", n),
                              ["events/event_id", "events/label", "hits/coords", "hits/charge", "hits/offsets"])
     print(f"preprocessing, {n} events per file, workers={workers}, "

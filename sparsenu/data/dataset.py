@@ -1,11 +1,10 @@
 """``SparseH5Dataset``: lazy per-event reading of sparse-tensor files, and ``collate_views``.
 
 The small per-event tables (``offsets``, ``labels``, ``event_id``) are read into
-memory when the dataset is built; voxel rows are read on demand. The h5py file
-handle is opened lazily in whichever process first reads an event and is
-re-opened after a fork or spawn (the owning pid is remembered), so the dataset
-works with ``torch.utils.data.DataLoader(num_workers > 0)`` under both start
-methods. The handle is never pickled.
+memory when the dataset is built; voxel rows are read on demand through a
+:class:`~sparsenu.data.formats.base.LazyH5` handle (opened in whichever process first
+reads, reopened after a fork or spawn, never pickled), so the dataset works with
+``torch.utils.data.DataLoader(num_workers > 0)`` under both start methods.
 
 Augmentations are reproducible: view ``k`` of the event at file row ``index`` in
 epoch ``e`` uses a ``torch.Generator`` seeded from
@@ -16,16 +15,17 @@ workers at every epoch, so the new epoch reaches them).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
-import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
-from sparsenu.errors import SparsenuError
+from sparsenu.data.formats.base import LazyH5
 from sparsenu.data.formats.sparse_h5 import open_sparse, read_sparse_attrs
+from sparsenu.errors import SparsenuError
 
 __all__ = ["EventViewDataset", "SparseH5Dataset", "collate_views", "view_generator"]
 
@@ -95,15 +95,11 @@ class EventViewDataset(torch.utils.data.Dataset):
     def subset(self, indices: Sequence[int] | np.ndarray):
         """A dataset over ``indices`` (positions in this dataset) with the same settings.
 
-        No file is reopened or re-validated; the copy opens its own handle when read.
+        No file is reopened or re-validated; the copy shares this dataset's lazy handle.
         """
         new = copy.copy(self)
-        new.__dict__.update(self.__getstate__())
         new._rows = self._rows[np.asarray(indices, dtype=np.int64)]
         return new
-
-    def __getstate__(self) -> dict:
-        return self.__dict__.copy()
 
     def set_epoch(self, epoch: int) -> None:
         """Select the view stream of ``epoch``."""
@@ -173,17 +169,15 @@ class SparseH5Dataset(EventViewDataset):
         feature_scale: float = 1.0,
         indices: Sequence[int] | np.ndarray | None = None,
     ) -> None:
-        with open_sparse(Path(path)) as f:
-            self._offsets = f["offsets"][()].astype(np.int64)
-            labels = f["labels"][()]
-            event_ids = f["event_id"][()]
-            self.attrs = read_sparse_attrs(f)
-            self.n_feats = int(f["feats"].shape[1])
+        f = open_sparse(Path(path))
+        self._offsets = f["offsets"][()].astype(np.int64)
+        labels = f["labels"][()]
+        event_ids = f["event_id"][()]
+        self.attrs = read_sparse_attrs(f)
+        self.n_feats = int(f["feats"].shape[1])
         super().__init__(Path(path), labels, event_ids, n_views=n_views, seed=seed,
                          feature_scale=feature_scale, transform=transform, indices=indices)
-        self._h5: Any = None
-        self._ds: Any = None
-        self._pid: int | None = None
+        self._h5 = LazyH5(self.path, handle=f)
 
     @property
     def voxel_size_mm(self) -> float:
@@ -194,28 +188,10 @@ class SparseH5Dataset(EventViewDataset):
         return (self._offsets[self._rows + 1] - self._offsets[self._rows])
 
     # -- reading ------------------------------------------------------------------------
-    def _datasets(self) -> tuple[Any, Any]:
-        """This process' open ``coords`` and ``feats`` datasets.
-
-        The dataset objects are kept open, not looked up per event: HDF5 keeps a dataset's
-        chunk cache only while a handle to it is open, so a fresh ``f["coords"]`` per read
-        decompressed the whole chunk again for every event (~0.35 ms each).
-        """
-        pid = os.getpid()
-        if self._h5 is None or self._pid != pid:
-            import h5py
-
-            # a handle inherited through fork is not used (HDF5 is not fork-safe); open anew
-            self._h5 = h5py.File(self.path, "r", rdcc_nbytes=16 << 20)
-            self._ds = (self._h5["coords"], self._h5["feats"])
-            self._pid = pid
-        return self._ds
-
     def read_event(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """Raw arrays of file row ``row``: coords int32 [n,3], feats float32 [n,F]."""
-        coords, feats = self._datasets()
         a, b = int(self._offsets[row]), int(self._offsets[row + 1])
-        return coords[a:b], feats[a:b]
+        return self._h5["coords"][a:b], self._h5["feats"][a:b]
 
     def _raw_views(self, row, generators):
         coords_np, feats_np = self.read_event(row)
@@ -225,28 +201,11 @@ class SparseH5Dataset(EventViewDataset):
 
     def close(self) -> None:
         """Close this process' file handle (reopened on the next read)."""
-        if self._h5 is not None and self._pid == os.getpid():
-            self._ds = None
-            try:
-                self._h5.close()
-            except Exception:
-                pass
-        self._h5 = None
-        self._ds = None
-        self._pid = None
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_h5"] = None
-        state["_ds"] = None
-        state["_pid"] = None
-        return state
+        self._h5.close()
 
     def __del__(self) -> None:  # pragma: no cover - best effort
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass
 
 
 def collate_views(batch: Sequence[dict]) -> dict:

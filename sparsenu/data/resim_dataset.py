@@ -75,12 +75,8 @@ class ResimDataset(EventViewDataset):
         self.header = raw.read_header(path)
         if resim is None:
             from sparsenu.augment.resim import ResimViews
-            from sparsenu.config import from_dict
-            from sparsenu.sim import DetectorConfig
 
-            det = self.header.get("detector")
-            base = from_dict(DetectorConfig, det, source=str(path)) if isinstance(det, dict) else None
-            resim = ResimViews(base_detector=base)
+            resim = ResimViews(base_detector=raw.read_detector(path, self.header))
         self.resim = resim
 
     def _raw_views(self, row, generators):

@@ -14,9 +14,8 @@ Events are simulated in chunks of consecutive event ids, by ``workers`` processe
 """
 from __future__ import annotations
 
-import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence  # noqa: F401
 
@@ -26,7 +25,7 @@ from sparsenu.config import load_config, to_dict
 from sparsenu.errors import SparsenuError
 from sparsenu.data.formats.raw import RawWriter, open_raw, pack_events
 from sparsenu.data.formats.sparse_h5 import SparseH5Writer, check_output
-from sparsenu.sim import DetectorConfig, SimConfig, detector_response, iter_events, stage_seed
+from sparsenu.sim import DetectorConfig, SimConfig, SimulationConfig, detector_response, iter_events, stage_seed
 from sparsenu.sim.propagation import Deposits
 
 __all__ = [
@@ -41,22 +40,6 @@ __all__ = [
 
 #: events per worker task
 CHUNK_EVENTS = 32
-
-
-@dataclass
-class SimulationConfig:
-    """Configuration file of ``sparsenu simulate``.
-
-    YAML::
-
-        seed: 12345
-        sim: {...}        # SimConfig fields (fiducial volume, energy ranges, classes, min_voxels)
-        detector: {...}   # DetectorConfig fields (volume, voxel size, field, lifetime, ...)
-    """
-
-    seed: int = 0
-    sim: SimConfig = field(default_factory=SimConfig)
-    detector: DetectorConfig = field(default_factory=DetectorConfig)
 
 
 @dataclass
@@ -116,7 +99,7 @@ def _check_workers(workers: int) -> int:
 
 
 def _detector_overrides(items: Iterable[str]) -> list[str]:
-    names = {f.name for f in dataclasses.fields(DetectorConfig)}
+    names = set(DetectorConfig.model_fields)
     out = []
     for item in items or ():
         if "=" not in item:
@@ -138,7 +121,10 @@ def load_simulation_config(config_path: str | Path, detector_overrides: Sequence
     """Load a :class:`SimulationConfig` YAML with ``--detector key=value`` overrides and a seed override."""
     cfg = load_config(SimulationConfig, config_path, _detector_overrides(detector_overrides))
     if seed is not None:
-        cfg = dataclasses.replace(cfg, seed=int(seed))
+        try:
+            cfg = cfg.replace(seed=seed)
+        except ValueError as exc:
+            raise SparsenuError(f"--seed {seed}: {exc}") from None
     return cfg
 
 
@@ -155,17 +141,18 @@ def _write_raw(output: Path, n_events: int, cfg: SimulationConfig, workers: int,
                 raw.add_packed(packed)
                 if sparse_writer is not None:
                     _add_packed_sparse(sparse_writer, packed)
-                voxels += len(packed["hits_charge"])
-                deposits += int(packed["deposits_counts"].sum())
-                bar.update(len(packed["event_id"]))
+                voxels += int(packed["counts"]["hits"].sum())
+                deposits += int(packed["counts"]["deposits"].sum())
+                bar.update(packed["k"])
     return voxels, deposits
 
 
 def _add_packed_sparse(w: SparseH5Writer, packed: dict) -> None:
-    counts = packed["hits_counts"]
+    counts = packed["counts"]["hits"]
     off = np.zeros(len(counts) + 1, np.int64)
     np.cumsum(counts, out=off[1:])
-    w.add_events(packed["hits_coords"], packed["hits_charge"][:, None], off, packed["label"], packed["event_id"])
+    hits, events = packed["groups"]["hits"], packed["groups"]["events"]
+    w.add_events(hits["coords"], hits["charge"][:, None], off, events["label"], events["event_id"])
 
 
 def simulate_file(
@@ -268,7 +255,7 @@ def write_simulated_dataset(
             with tqdm(total=int(n_events), disable=not progress, unit="ev", desc="simulate") as bar:
                 for packed in _map_ordered(_sim_task, tasks, workers):
                     _add_packed_sparse(w, packed)
-                    bar.update(len(packed["event_id"]))
+                    bar.update(packed["k"])
     return output
 
 

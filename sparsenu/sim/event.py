@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, ClassVar, Iterator, Mapping
+
+import numpy as np
 
 from sparsenu.sim import constants as C
 from sparsenu.sim.config import DetectorConfig, SimConfig
@@ -40,6 +42,33 @@ class SimEvent:
     deposits: Deposits
     hits: DetectorHits
     attempt: int
+
+    #: groups of :meth:`to_arrays` with one row per event; the others have one row per
+    #: hit / deposit segment
+    EVENT_GROUPS: ClassVar[tuple[str, ...]] = ("events", "primaries")
+
+    def to_arrays(self) -> dict[str, dict[str, np.ndarray]]:
+        """The event as named groups of numpy arrays (the raw file's layout).
+
+        ``events`` (event_id, label, event_seed, attempt) and ``primaries`` hold one value
+        per field; ``hits`` and ``deposits`` hold ``[n, ...]`` rows.
+        """
+        return {
+            "events": {"event_id": np.int64(self.event_id), "label": np.int64(self.label),
+                       "event_seed": np.uint64(self.event_seed), "attempt": np.int32(self.attempt)},
+            "primaries": self.primary.to_arrays(),
+            "hits": self.hits.to_arrays(),
+            "deposits": self.deposits.to_arrays(),
+        }
+
+    @classmethod
+    def from_arrays(cls, groups: Mapping[str, Mapping[str, Any]]) -> "SimEvent":
+        """Inverse of :meth:`to_arrays`."""
+        ev = groups["events"]
+        return cls(event_id=int(ev["event_id"]), label=int(ev["label"]), event_seed=int(ev["event_seed"]),
+                   primary=Primary.from_arrays(groups["primaries"]),
+                   deposits=Deposits.from_arrays(dict(groups["deposits"])),
+                   hits=DetectorHits.from_arrays(groups["hits"]), attempt=int(ev.get("attempt", 0)))
 
 
 def simulate_event(event_id: int, seed: int, label: int, sim: SimConfig,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -47,6 +48,21 @@ class Primary:
             "momentum_mev": [float(v) for v in self.momentum_mev],
             "vertex_mm": [float(v) for v in self.vertex_mm],
         }
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Every field as a numpy value with its storage dtype (the raw file's ``/primaries``)."""
+        return {
+            "pdg": np.int32(self.pdg), "label": np.int64(self.label),
+            "kinetic_energy_mev": np.float64(self.kinetic_energy_mev),
+            "direction": np.asarray(self.direction, np.float64).reshape(3),
+            "momentum_mev": np.asarray(self.momentum_mev, np.float64).reshape(3),
+            "vertex_mm": np.asarray(self.vertex_mm, np.float64).reshape(3),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, Any]) -> "Primary":
+        """Inverse of :meth:`to_arrays` (one event's row of each array)."""
+        return cls.from_dict(dict(arrays))
 
     @classmethod
     def from_dict(cls, d: dict) -> "Primary":

@@ -24,7 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparsenu.augment.resim import ResimViews
 from sparsenu.data import SparseH5Dataset
+from sparsenu.data.formats.raw import read_detector
+from sparsenu.data.resim_dataset import ResimDataset
 from sparsenu.errors import SparsenuError
 from sparsenu.models.heads import ClassifierHead, DomainClassifier, ProjectionHead
 
@@ -373,16 +376,9 @@ class ResimMethod(ContrastiveMethod):
     name = "resim"
 
     def make_train_dataset(self, trainer, files) -> torch.utils.data.Dataset:
-        from sparsenu.augment.resim import ResimViews
-        from sparsenu.config import from_dict
-        from sparsenu.data.formats.raw import read_header
-        from sparsenu.data.resim_dataset import ResimDataset
-        from sparsenu.sim import DetectorConfig
-
         if files.raw_train is None:
             raise SparsenuError("method 'resim' needs the raw detector file of the training events (data.raw_train)")
-        det = read_header(files.raw_train).get("detector")
-        base = from_dict(DetectorConfig, det, source=str(files.raw_train)) if isinstance(det, dict) else None
+        base = read_detector(files.raw_train)
         r = self.cfg.resim
         ranges = None if r.detector_ranges is None else {k: tuple(v) for k, v in r.detector_ranges.items()}
         views = ResimViews(detector_ranges=ranges, resim_propagation=r.resim_propagation, base_detector=base)

@@ -57,12 +57,13 @@ def write_chunks(ds: h5py.Dataset, start: int, rows: np.ndarray) -> list:
     Parameters
     ----------
     ds : h5py.Dataset
-        Chunked 2-D dataset created with :data:`DEFLATE`, chunk shape ``(R, C)`` with ``C``
-        its full width, already resized to hold ``start + len(rows)`` rows.
+        Chunked dataset created with :data:`DEFLATE`, chunk shape ``(R, *rest)`` with ``rest``
+        its full row shape (1-D: ``(R,)``; 2-D: ``(R, C)``), already resized to hold
+        ``start + len(rows)`` rows.
     start : int
         First row; a multiple of ``R``.
     rows : numpy.ndarray
-        ``[n, C]`` of the dataset's dtype (not modified until the writes finish). A final
+        ``[n, *rest]`` of the dataset's dtype (not modified until the writes finish). A final
         partial chunk is zero-padded to ``R`` rows (HDF5 ignores rows past the extent).
 
     Returns
@@ -70,18 +71,19 @@ def write_chunks(ds: h5py.Dataset, start: int, rows: np.ndarray) -> list:
     list
         ``(dataset, chunk offset, future of the compressed bytes)`` per chunk.
     """
-    R, C = ds.chunks
-    if start % R or rows.ndim != 2 or rows.shape[1] != C or ds.shape[1] != C:
-        raise ValueError(f"write_chunks: start {start} not a multiple of {R} or width mismatch")
+    R, rest = ds.chunks[0], tuple(ds.chunks[1:])
+    if start % R or rows.shape[1:] != rest or ds.shape[1:] != rest:
+        raise ValueError(f"write_chunks: start {start} not a multiple of {R} or row shape mismatch")
     rows = np.ascontiguousarray(rows, dtype=ds.dtype)
+    zeros = (0,) * len(rest)
     pending = []
     for a in range(0, len(rows), R):
         block = rows[a:a + R]
         if len(block) < R:
-            pad = np.zeros((R, C), dtype=ds.dtype)
+            pad = np.zeros((R,) + rest, dtype=ds.dtype)
             pad[:len(block)] = block
             block = pad
-        pending.append((ds, (start + a, 0), _pool().submit(_encode, block)))
+        pending.append((ds, (start + a,) + zeros, _pool().submit(_encode, block)))
     return pending
 
 

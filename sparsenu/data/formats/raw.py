@@ -28,19 +28,19 @@ under the same group, so :func:`read_event` can rebuild the simulator objects ex
 """
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Iterable, Mapping, Sequence
 
 import h5py
 import numpy as np
 
 from sparsenu.data.formats import Chunk, FileInfo
+from sparsenu.data.formats.base import AtomicH5Writer, ChunkedAppender, LazyH5
 from sparsenu.data.formats.schema import decode_attrs, open_h5, validate_h5
-from sparsenu.data.formats.sparse_h5 import COMPRESSION, EVENT_CHUNK, ROW_CHUNK, AtomicH5Writer
+from sparsenu.data.formats.sparse_h5 import EVENT_CHUNK, ROW_CHUNK
+from sparsenu.errors import SparsenuError
+from sparsenu.sim import DetectorConfig, SimEvent
 
 __all__ = [
     "SCHEMA",
@@ -48,6 +48,7 @@ __all__ = [
     "pack_events",
     "RawWriter",
     "read_header",
+    "read_detector",
     "RawReader",
     "read_event",
     "read_deposits",
@@ -59,108 +60,30 @@ __all__ = [
 SCHEMA = "sparsenu.raw_detector"
 SCHEMA_VERSION = 1
 
-#: dtype of known primary fields; other fields: float -> float64, int -> int64
-_PRIMARY_DTYPES = {"pdg": np.int32, "label": np.int64, "kinetic_energy_mev": np.float64,
-                   "direction": np.float64, "momentum_mev": np.float64, "vertex_mm": np.float64}
-_DEPOSIT_DTYPES = {"start_mm": np.float32, "end_mm": np.float32, "de_mev": np.float32,
-                   "dedx_mev_cm": np.float32, "track_id": np.int32, "pdg": np.int32}
 
+def pack_events(events: Sequence[SimEvent]) -> dict[str, Any]:
+    """Pack simulator events into flat numpy arrays (picklable, cheap to send between processes).
 
-def _deposit_arrays(deposits: Any) -> dict[str, np.ndarray]:
-    if hasattr(deposits, "to_arrays"):
-        arrays = dict(deposits.to_arrays())
-    else:
-        arrays = {k: getattr(deposits, k) for k in _DEPOSIT_DTYPES}
-    out = {}
-    for k, v in arrays.items():
-        v = np.asarray(v)
-        dt = _DEPOSIT_DTYPES.get(k)
-        if dt is None:
-            dt = np.float32 if v.dtype.kind == "f" else (np.int64 if v.dtype.kind in "iu" else v.dtype)
-        out[k] = v.astype(dt, copy=False)
-    return out
-
-
-def _primary_fields(primary: Any) -> dict[str, Any]:
-    if dataclasses.is_dataclass(primary):
-        return {f.name: getattr(primary, f.name) for f in dataclasses.fields(primary)}
-    return {k: getattr(primary, k) for k in _PRIMARY_DTYPES}
-
-
-def pack_events(events: Sequence[Any]) -> dict:
-    """Pack simulator events (``SimEvent``) into flat numpy arrays (picklable, cheap to send).
+    Uses :meth:`sparsenu.sim.SimEvent.to_arrays`: per-event groups (``events``,
+    ``primaries``) are stacked to ``[k, ...]``, row groups (``hits``, ``deposits``) are
+    concatenated, with per-event row counts in ``counts``.
 
     Returns
     -------
-    dict with per-event ``event_id``, ``label``, ``event_seed``, ``attempt``,
-    ``primaries`` (dict of [k, ...]), ``hits_coords`` int32 [h,3], ``hits_charge``
-    float32 [h], ``hits_counts`` [k], ``deposits`` (dict of [d, ...]), ``deposits_counts`` [k].
+    dict with ``k`` (events), ``groups`` {group: {name: array}} and ``counts``
+    {row group: int64 [k]}.
     """
-    k = len(events)
-    prim: dict[str, list] = {}
-    deps: dict[str, list] = {}
-    hits_c, hits_q, n_hits, n_deps = [], [], [], []
-    for ev in events:
-        for name, value in _primary_fields(ev.primary).items():
-            prim.setdefault(name, []).append(value)
-        arrays = _deposit_arrays(ev.deposits)
-        n = None
-        for name, arr in arrays.items():
-            deps.setdefault(name, []).append(arr)
-            n = len(arr) if n is None else n
-        n_deps.append(n or 0)
-        hits_c.append(np.asarray(ev.hits.coords, dtype=np.int32).reshape(-1, 3))
-        hits_q.append(np.asarray(ev.hits.charge, dtype=np.float32).reshape(-1))
-        n_hits.append(len(hits_q[-1]))
-    primaries = {}
-    for name, values in prim.items():
-        arr = np.asarray(values)
-        dt = _PRIMARY_DTYPES.get(name)
-        if dt is None:
-            if arr.dtype.kind == "f":
-                dt = np.float64
-            elif arr.dtype.kind in "iu":
-                dt = np.int64
-            elif arr.dtype.kind == "b":
-                dt = np.bool_
+    per_event = [ev.to_arrays() for ev in events]
+    groups: dict[str, dict[str, np.ndarray]] = {}
+    counts: dict[str, np.ndarray] = {}
+    if per_event:
+        for g, fields in per_event[0].items():
+            if g in SimEvent.EVENT_GROUPS:
+                groups[g] = {n: np.stack([e[g][n] for e in per_event]) for n in fields}
             else:
-                continue  # non-numeric extras (none expected) are not stored
-        primaries[name] = arr.astype(dt)
-    return {
-        "event_id": np.array([ev.event_id for ev in events], dtype=np.int64),
-        "label": np.array([ev.label for ev in events], dtype=np.int64),
-        "event_seed": np.array([int(ev.event_seed) for ev in events], dtype=np.uint64),
-        "attempt": np.array([getattr(ev, "attempt", 0) for ev in events], dtype=np.int32),
-        "primaries": primaries,
-        "hits_coords": np.concatenate(hits_c) if k else np.zeros((0, 3), np.int32),
-        "hits_charge": np.concatenate(hits_q) if k else np.zeros(0, np.float32),
-        "hits_counts": np.array(n_hits, dtype=np.int64),
-        "deposits": {n: np.concatenate(v) for n, v in deps.items()},
-        "deposits_counts": np.array(n_deps, dtype=np.int64),
-    }
-
-
-class _Appendable:
-    """Resizable chunked datasets filled by appending along axis 0."""
-
-    def __init__(self, f: h5py.File) -> None:
-        self.f = f
-        self.sizes: dict[str, int] = {}
-
-    def append(self, name: str, arr: np.ndarray, chunk_rows: int = ROW_CHUNK) -> None:
-        arr = np.ascontiguousarray(arr)
-        if name not in self.f:
-            shape = (0,) + arr.shape[1:]
-            self.f.create_dataset(name, shape=shape, maxshape=(None,) + arr.shape[1:], dtype=arr.dtype,
-                                  chunks=(chunk_rows,) + arr.shape[1:], **COMPRESSION)
-            self.sizes[name] = 0
-        ds = self.f[name]
-        n0 = self.sizes[name]
-        n1 = n0 + len(arr)
-        if n1 > n0:
-            ds.resize(n1, axis=0)
-            ds[n0:n1] = arr
-        self.sizes[name] = n1
+                groups[g] = {n: np.concatenate([e[g][n] for e in per_event]) for n in fields}
+                counts[g] = np.array([len(next(iter(e[g].values()))) for e in per_event], np.int64)
+    return {"k": len(per_event), "groups": groups, "counts": counts}
 
 
 class RawWriter(AtomicH5Writer):
@@ -172,10 +95,10 @@ class RawWriter(AtomicH5Writer):
     seed : int
         Run seed (``SimulationConfig.seed``).
     sim : mapping
-        Simulation configuration (``to_dict(SimConfig)``), stored as JSON.
+        Simulation configuration (``SimConfig.to_dict()``), stored as JSON.
     detector : mapping
-        Detector configuration (``to_dict(DetectorConfig)``), stored as JSON; must hold
-        ``voxel_size_mm`` and ``volume_min_mm``.
+        Detector configuration (``DetectorConfig.to_dict()``), stored as JSON; must hold
+        ``voxel_size_mm``, ``volume_min_mm`` and ``volume_max_mm``.
     overwrite : bool
     """
 
@@ -196,59 +119,53 @@ class RawWriter(AtomicH5Writer):
             "created_by": created_by,
         }
         self.n_events = 0
-        self._hits_counts: list[np.ndarray] = []
-        self._dep_counts: list[np.ndarray] = []
+        self._apps: dict[str, ChunkedAppender] = {}
+        self._counts: dict[str, list[np.ndarray]] = {}
 
-    def _create(self, f: h5py.File) -> None:
-        self._app = _Appendable(f)
-
-    def add_events(self, events: Sequence[Any]) -> None:
-        """Append simulator events (``SimEvent``) in the given order."""
+    def add_events(self, events: Sequence[SimEvent]) -> None:
+        """Append simulator events in the given order."""
         self.add_packed(pack_events(events))
 
     def add_packed(self, packed: Mapping[str, Any]) -> None:
         """Append events packed by :func:`pack_events`."""
         if self._f is None:
             raise RuntimeError("RawWriter used outside its 'with' block")
-        app = self._app
-        for name in ("event_id", "label", "event_seed", "attempt"):
-            app.append(f"events/{name}", packed[name], EVENT_CHUNK)
-        for name, arr in packed["primaries"].items():
-            app.append(f"primaries/{name}", arr, EVENT_CHUNK)
-        app.append("hits/coords", packed["hits_coords"])
-        app.append("hits/charge", packed["hits_charge"])
-        for name, arr in packed["deposits"].items():
-            app.append(f"deposits/{name}", arr)
-        self._hits_counts.append(np.asarray(packed["hits_counts"], np.int64))
-        self._dep_counts.append(np.asarray(packed["deposits_counts"], np.int64))
-        self.n_events += len(packed["event_id"])
+        for g, fields in packed["groups"].items():
+            rows = EVENT_CHUNK if g in SimEvent.EVENT_GROUPS else ROW_CHUNK
+            for name, arr in fields.items():
+                key = f"{g}/{name}"
+                if key not in self._apps:
+                    self._apps[key] = ChunkedAppender(self._f, key, arr.dtype, arr.shape[1:], rows)
+                self._apps[key].append(arr)
+        for g, c in packed["counts"].items():
+            self._counts.setdefault(g, []).append(np.asarray(c, np.int64))
+        self.n_events += int(packed["k"])
+        if self._apps and max(a._buffered for a in self._apps.values()) >= 1 << 20:
+            for app in self._apps.values():
+                app.flush()
 
     def _finish(self) -> None:
         f = self._f
-        if "events/event_id" not in f:  # zero events: create the empty layout
-            empty = {"event_id": np.zeros(0, np.int64), "label": np.zeros(0, np.int64),
-                     "event_seed": np.zeros(0, np.uint64), "attempt": np.zeros(0, np.int32),
-                     "primaries": {k: np.zeros((0, 3) if k in ("direction", "momentum_mev", "vertex_mm") else 0, dt)
-                                   for k, dt in _PRIMARY_DTYPES.items()},
-                     "hits_coords": np.zeros((0, 3), np.int32), "hits_charge": np.zeros(0, np.float32),
-                     "hits_counts": np.zeros(0, np.int64),
-                     "deposits": {k: np.zeros((0, 3) if k.endswith("_mm") else 0, dt)
-                                  for k, dt in _DEPOSIT_DTYPES.items()},
-                     "deposits_counts": np.zeros(0, np.int64)}
-            for name in ("event_id", "label", "event_seed", "attempt"):
-                self._app.append(f"events/{name}", empty[name], EVENT_CHUNK)
-            for name, arr in empty["primaries"].items():
-                self._app.append(f"primaries/{name}", arr, EVENT_CHUNK)
-            self._app.append("hits/coords", empty["hits_coords"])
-            self._app.append("hits/charge", empty["hits_charge"])
-            for name, arr in empty["deposits"].items():
-                self._app.append(f"deposits/{name}", arr)
-        for grp, counts in (("hits", self._hits_counts), ("deposits", self._dep_counts)):
-            c = np.concatenate(counts) if counts else np.zeros(0, np.int64)
+        if not self._apps:  # zero events: the layout of an empty file, from a template event
+            from sparsenu.sim import DetectorHits, Deposits, Primary
+
+            template = SimEvent(0, 0, 0, Primary.from_dict({
+                "pdg": 0, "label": 0, "kinetic_energy_mev": 0.0, "direction": [0, 0, 1],
+                "momentum_mev": [0, 0, 0], "vertex_mm": [0, 0, 0]}), Deposits.empty(),
+                DetectorHits(np.zeros((0, 3)), np.zeros(0)), 0)
+            empty = pack_events([template])
+            for g, fields in empty["groups"].items():
+                for name, arr in fields.items():
+                    self._apps[f"{g}/{name}"] = ChunkedAppender(f, f"{g}/{name}", arr.dtype, arr.shape[1:], 1)
+        for app in self._apps.values():
+            app.close()
+        for g in ("hits", "deposits"):
+            c = np.concatenate(self._counts[g]) if self._counts.get(g) else np.zeros(0, np.int64)
             off = np.zeros(len(c) + 1, np.int64)
             np.cumsum(c, out=off[1:])
-            f.create_dataset(f"{grp}/offsets", data=off, chunks=(max(1, min(EVENT_CHUNK, len(off))),),
-                             **COMPRESSION)
+            app = ChunkedAppender(f, f"{g}/offsets", np.int64, (), EVENT_CHUNK)
+            app.append(off)
+            app.close()
         self.attrs["n_events"] = int(self.n_events)
         for k, v in self.attrs.items():
             f.attrs[k] = v
@@ -281,13 +198,31 @@ def read_header(path: str | Path) -> dict:
         return _decode_attrs(f)
 
 
+def read_detector(path: str | Path, header: Mapping[str, Any] | None = None) -> DetectorConfig:
+    """The :class:`~sparsenu.sim.DetectorConfig` a raw file was simulated with.
+
+    Raises
+    ------
+    SparsenuError
+        The file stores no detector, or one this sparsenu version cannot read: never a
+        silent fallback to the default detector.
+    """
+    from sparsenu.config import from_dict
+
+    det = (read_header(path) if header is None else header).get("detector")
+    if not isinstance(det, dict) or not det:
+        raise SparsenuError(f"{path}: the file stores no detector configuration (attribute 'detector'); "
+                            "it cannot be re-simulated")
+    return from_dict(DetectorConfig, det, source=f"{path} (stored detector)")
+
+
 #: (resolved path, inode, mtime_ns, size) of files whose schema was validated in this process;
 #: an unchanged file is not validated again (a rewritten one has another inode or mtime)
 _VALIDATED: dict[tuple, bool] = {}
 _VALIDATED_MAX = 64
 
 
-def _file_key(path: Path) -> tuple | None:
+def _file_stamp(path: Path) -> tuple | None:
     try:
         st = path.stat()
     except OSError:
@@ -295,12 +230,26 @@ def _file_key(path: Path) -> tuple | None:
     return (str(path.resolve()), st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-class RawReader:
-    """Random access to the events of one raw detector file through one open handle.
+def _open_validated(path: Path) -> h5py.File:
+    """Open a raw file, validating its schema once per process and file version."""
+    key = _file_stamp(path)
+    if key is not None and key in _VALIDATED:
+        return open_h5(path)
+    f = open_raw(path, data_checks=False)
+    if key is not None:
+        if len(_VALIDATED) >= _VALIDATED_MAX:
+            _VALIDATED.clear()
+        _VALIDATED[key] = True
+    return f
 
-    Opens and validates the file once (the schema check of :func:`open_raw`; an unchanged
-    file already validated in this process is not validated again), keeps the h5py handle
-    and the dataset objects, and reads an event as a handful of small slices.
+
+class RawReader:
+    """Random access to the events of one raw detector file through one lazy handle.
+
+    Validates the file once (an unchanged file already validated in this process is not
+    validated again) and reads an event as a handful of small slices of datasets kept open
+    by a :class:`~sparsenu.data.formats.base.LazyH5` (fork-safe, never pickled), so a reader
+    can be shared with ``DataLoader(num_workers > 0)`` workers like ``SparseH5Dataset``.
 
     Parameters
     ----------
@@ -312,13 +261,6 @@ class RawReader:
         event costs only its hit and deposit slices. ``False`` reads them row by row (the
         cheaper choice for a reader used for one or two events).
 
-    Notes
-    -----
-    Use as a context manager or call :meth:`close`. Picklable: the handle is not pickled
-    and a handle inherited through ``fork`` is not reused (HDF5 is not fork-safe); each
-    process reopens the file on its first read, so a reader can be shared with
-    ``DataLoader(num_workers > 0)`` workers like ``SparseH5Dataset``.
-
     Examples
     --------
     >>> with RawReader("raw.h5") as r:                    # doctest: +SKIP
@@ -329,69 +271,21 @@ class RawReader:
     def __init__(self, path: str | Path, *, cache_tables: bool = True) -> None:
         self.path = Path(path)
         self.cache_tables = bool(cache_tables)
-        self._f: h5py.File | None = None
-        self._pid: int | None = None
-        self._ds: dict[str, h5py.Dataset] = {}
-        self._tables: dict[str, np.ndarray] = {}
-        self._open()
-
-    # -- handle ---------------------------------------------------------------------------
-    def _open(self) -> h5py.File:
-        import os
-
-        key = _file_key(self.path)
-        if key is not None and key in _VALIDATED:
-            f = open_h5(self.path)
-        else:
-            f = open_raw(self.path, data_checks=False)
-            if key is not None:
-                if len(_VALIDATED) >= _VALIDATED_MAX:
-                    _VALIDATED.clear()
-                _VALIDATED[key] = True
-        self._f, self._pid = f, os.getpid()
-        self._ds = {}
+        f = _open_validated(self.path)
         self.n_events = int(f["events/event_id"].shape[0])
-        self._prim_names = list(f["primaries"])
-        self._dep_names = [k for k in f["deposits"] if k != "offsets"]
-        return f
-
-    def _file(self) -> h5py.File:
-        import os
-
-        if self._f is None or self._pid != os.getpid():
-            self._f = None  # a handle inherited through fork is not used
-            self._open()
-        return self._f
-
-    def _dset(self, name: str) -> h5py.Dataset:
-        f = self._file()  # reopens (and forgets the dataset objects) in a new process
-        ds = self._ds.get(name)
-        if ds is None:
-            ds = self._ds[name] = f[name]
-        return ds
+        self._groups = {g: [k for k in f[g] if k != "offsets"] for g in ("events", "primaries", "hits", "deposits")}
+        self._h5 = LazyH5(self.path, handle=f)
+        self._tables: dict[str, np.ndarray] = {}
 
     def close(self) -> None:
         """Close this process' handle (a later read reopens the file)."""
-        import os
-
-        if self._f is not None and self._pid == os.getpid():
-            with contextlib.suppress(Exception):
-                self._f.close()
-        self._f, self._pid, self._ds = None, None, {}
+        self._h5.close()
 
     def __enter__(self) -> "RawReader":
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state.update(_f=None, _pid=None, _ds={})
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
 
     def __len__(self) -> int:
         return self.n_events
@@ -412,65 +306,42 @@ class RawReader:
             return None
         t = self._tables.get(name)
         if t is None:
-            t = self._tables[name] = self._dset(name)[()]
+            t = self._tables[name] = self._h5[name][()]
         return t
 
     def _at(self, name: str, i: int) -> Any:
+        """Row ``i`` of a per-event dataset (a copy, never a view of the cached table)."""
         t = self._table(name)
-        return self._dset(name)[i] if t is None else t[i]
+        return self._h5[name][i] if t is None else np.array(t[i])
 
     def _span(self, name: str, i: int) -> tuple[int, int]:
         t = self._table(name)
-        a, b = self._dset(name)[i:i + 2] if t is None else t[i:i + 2]
+        a, b = self._h5[name][i:i + 2] if t is None else t[i:i + 2]
         return int(a), int(b)
+
+    def _rows(self, group: str, i: int) -> dict[str, np.ndarray]:
+        a, b = self._span(f"{group}/offsets", i)
+        return {k: self._h5[f"{group}/{k}"][a:b] for k in self._groups[group]}
 
     # -- events -----------------------------------------------------------------------------
     def read_hits(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Hits of event row ``i``: coords int32 [m,3] voxel indices, charge float32 [m] (ADC)."""
-        i = self.row(i)
-        a, b = self._span("hits/offsets", i)
-        return self._dset("hits/coords")[a:b], self._dset("hits/charge")[a:b]
+        rows = self._rows("hits", self.row(i))
+        return rows["coords"], rows["charge"]
 
     def read_deposits(self, i: int) -> Any:
         """The deposit store of event row ``i`` as ``sparsenu.sim.Deposits``."""
-        return self._deposits(self.row(i))
+        from sparsenu.sim import Deposits
 
-    def _deposits(self, i: int) -> Any:
-        a, b = self._span("deposits/offsets", i)
-        arrays = {k: self._dset(f"deposits/{k}")[a:b] for k in self._dep_names}
-        try:
-            from sparsenu.sim import Deposits
-        except ImportError:  # pragma: no cover - simulator not available
-            return SimpleNamespace(**arrays, n=b - a)
-        if hasattr(Deposits, "from_arrays"):
-            return Deposits.from_arrays(arrays)
-        return Deposits(**arrays)
+        return Deposits.from_arrays(self._rows("deposits", self.row(i)))
 
-    def read_event(self, i: int) -> Any:
-        """Event row ``i`` as ``sparsenu.sim.SimEvent`` (primary, deposits, hits, label, event_id, event_seed)."""
+    def read_event(self, i: int) -> SimEvent:
+        """Event row ``i`` as ``sparsenu.sim.SimEvent`` (:meth:`SimEvent.from_arrays`)."""
         i = self.row(i)
-        prim = {}
-        for k in self._prim_names:
-            v = self._at(f"primaries/{k}", i)
-            prim[k] = np.array(v) if isinstance(v, np.ndarray) else v.item()
-        deposits = self._deposits(i)
-        coords, charge = self.read_hits(i)
-        event_id = int(self._at("events/event_id", i))
-        label = int(self._at("events/label", i))
-        event_seed = int(self._at("events/event_seed", i))
-        attempt = int(self._at("events/attempt", i))
-        try:
-            from sparsenu.sim import DetectorHits, Primary, SimEvent
-        except ImportError:  # pragma: no cover
-            return SimpleNamespace(event_id=event_id, label=label, event_seed=event_seed, attempt=attempt,
-                                   primary=SimpleNamespace(**prim), deposits=deposits,
-                                   hits=SimpleNamespace(coords=coords, charge=charge))
-        fields = ({fl.name for fl in dataclasses.fields(Primary)} if dataclasses.is_dataclass(Primary)
-                  else set(prim))
-        primary = Primary(**{k: v for k, v in prim.items() if k in fields})
-        hits = DetectorHits(coords=coords, charge=charge)
-        return SimEvent(event_id=event_id, label=label, event_seed=event_seed, primary=primary,
-                        deposits=deposits, hits=hits, attempt=attempt)
+        groups = {g: {k: self._at(f"{g}/{k}", i) for k in self._groups[g]} for g in SimEvent.EVENT_GROUPS}
+        groups["hits"] = self._rows("hits", i)
+        groups["deposits"] = self._rows("deposits", i)
+        return SimEvent.from_arrays(groups)
 
 
 def read_deposits(path: str | Path, i: int) -> Any:
@@ -488,8 +359,8 @@ def read_hits(path: str | Path, i: int) -> tuple[np.ndarray, np.ndarray]:
         return r.read_hits(i)
 
 
-def read_event(path: str | Path, i: int) -> Any:
-    """Event row ``i`` as ``sparsenu.sim.SimEvent`` (primary, deposits, hits, label, event_id, event_seed).
+def read_event(path: str | Path, i: int) -> SimEvent:
+    """Event row ``i`` as ``sparsenu.sim.SimEvent``.
 
     One-off access (opens the file per call; the schema is validated once per process
     and file version); use :class:`RawReader` to read many events of a file.
@@ -498,7 +369,7 @@ def read_event(path: str | Path, i: int) -> Any:
         return r.read_event(i)
 
 
-def iter_events(path: str | Path, start: int = 0, stop: int | None = None) -> Iterable[Any]:
+def iter_events(path: str | Path, start: int = 0, stop: int | None = None) -> Iterable[SimEvent]:
     """Iterate ``SimEvent`` objects of rows ``start:stop`` (one open file)."""
     with open_raw(path) as f:  # full validation, offsets included
         n = f["events/event_id"].shape[0]
@@ -517,13 +388,14 @@ def inspect(path: str | Path, producer: str | None = None) -> FileInfo:
     with open_raw(path) as f:
         attrs = _decode_attrs(f)
         n = int(f["events/event_id"].shape[0])
-    det = attrs["detector"] if isinstance(attrs["detector"], dict) else {}
+    detector = read_detector(path, attrs)
     voxel = float(attrs["voxel_size_mm"])
     vmin = np.asarray(attrs["origin_mm"], dtype=np.float64)
-    vmax = np.asarray(det.get("volume_max_mm", vmin + 1e9), dtype=np.float64).reshape(-1)
-    if vmax.size == 1:
-        vmax = np.repeat(vmax, 3)
-    n_vox = np.ceil((vmax - vmin) / voxel - 1e-9)
+    if not (np.isfinite(voxel) and voxel > 0 and np.all(np.isfinite(vmin))):
+        raise SparsenuError(f"{path}: non-finite or non-positive geometry (voxel_size_mm {voxel}, origin_mm "
+                            f"{vmin.tolist()})")
+    n_vox = np.ceil((np.asarray(detector.volume_max_mm) - vmin) / voxel - 1e-9)
+    det = detector.to_dict()
     return FileInfo(path=str(path), n_events=n, unit_mm=np.full(3, voxel), base_mm=vmin, volume_u=n_vox,
                     native_voxel_mm=voxel, default_voxel_mm=voxel, detector=det,
                     extra={"seed": attrs.get("seed")})

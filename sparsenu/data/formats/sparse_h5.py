@@ -10,22 +10,19 @@ Layout (schema ``sparsenu.sparse_tensor``, version 1)::
     attrs: schema, schema_version, voxel_size_mm, origin_mm, detector (JSON), source,
            feature_names (JSON list)
 
-Writing is atomic (:func:`atomic_output`): data go to ``<output>.tmp-<pid>`` and are
-renamed into place only on success; an existing output needs ``overwrite=True``.
+Writing goes through the I/O base (:mod:`sparsenu.data.formats.base`): atomic (the file
+appears only when complete) and compressed with the one policy (shuffle + deflate 1).
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import h5py
 import numpy as np
 
-from sparsenu.errors import SparsenuError
-from sparsenu.data.formats import _chunks
+from sparsenu.data.formats.base import AtomicH5Writer, ChunkedAppender, atomic_output, check_output
 from sparsenu.data.formats.schema import decode_attrs, open_h5, validate_h5
 
 __all__ = [
@@ -46,43 +43,6 @@ SCHEMA_VERSION = 1
 #: rows per chunk for /coords and /feats (coords chunk = 192 KiB)
 ROW_CHUNK = 16384
 EVENT_CHUNK = 4096
-#: lzf + shuffle: the fastest compressor in h5py's own filter pipeline; readable by
-#: h5py/pandas everywhere, other HDF5 tools need the lzf filter plugin (raw detector files).
-COMPRESSION: dict[str, Any] = {"compression": "lzf", "shuffle": True}
-# Sparse-tensor files use sparsenu.data.formats._chunks.DEFLATE (gzip-1 + shuffle, readable
-# by any HDF5 build); their /coords and /feats chunks are compressed by that module.
-
-
-def check_output(output: str | Path, overwrite: bool) -> Path:
-    """Validate an output path before any work: parent exists, no clobbering without overwrite."""
-    output = Path(output)
-    if output.exists() and not overwrite:
-        raise SparsenuError(f"{output}: output exists (use --overwrite / overwrite=True to replace it)")
-    if output.exists() and output.is_dir():
-        raise SparsenuError(f"{output}: output is a directory")
-    if not output.parent.exists():
-        raise SparsenuError(f"{output}: output directory {output.parent} does not exist")
-    return output
-
-
-@contextlib.contextmanager
-def atomic_output(output: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path next to ``output``; rename it into place on success.
-
-    The temporary file ``<output>.tmp-<pid>`` is deleted if the body raises, so
-    a failed run never leaves a partial (or any) output behind.
-    """
-    output = check_output(output, overwrite)
-    tmp = output.with_name(f"{output.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        if not tmp.exists():
-            raise RuntimeError(f"atomic_output: nothing was written to {tmp}")
-        os.replace(tmp, output)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def _json(value: Any) -> str:
@@ -91,68 +51,11 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-class AtomicH5Writer:
-    """Base of the HDF5 writers: an h5py file at ``<output>.tmp-<pid>`` renamed into place.
-
-    Use a subclass as a context manager. ``__enter__`` opens the temporary file and
-    calls :meth:`_create`; a clean exit calls :meth:`_finish` (flush buffers, write
-    attributes) and renames the file to ``output``; any exception (in the body, in
-    ``_create`` or in ``_finish``) closes and deletes the temporary file, so no
-    partial output is ever left behind.
-    """
-
-    def __init__(self, output: str | Path, overwrite: bool = False) -> None:
-        self.output = check_output(output, overwrite)
-        self.overwrite = overwrite
-        self._ctx: Any = None
-        self._f: h5py.File | None = None
-
-    def _create(self, f: h5py.File) -> None:
-        """Create the datasets of a new file (subclass hook)."""
-
-    def _finish(self) -> None:
-        """Write what is buffered and the attributes, then close the file (subclass hook)."""
-        raise NotImplementedError
-
-    def __enter__(self):
-        self._ctx = atomic_output(self.output, self.overwrite)
-        tmp = self._ctx.__enter__()
-        try:
-            self._f = h5py.File(tmp, "w")
-            self._create(self._f)
-        except BaseException as exc:
-            self._abort(type(exc), exc, exc.__traceback__)
-            raise
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            self._abort(exc_type, exc, tb)
-            return
-        try:
-            self._finish()
-        except BaseException as err:
-            self._abort(type(err), err, err.__traceback__)
-            raise
-        self._ctx.__exit__(None, None, None)
-
-    def _abort(self, *exc_info: Any) -> None:
-        if self._f is not None:
-            with contextlib.suppress(Exception):
-                self._f.close()
-            self._f = None
-        if self._ctx is not None:
-            info = exc_info if exc_info else (RuntimeError, RuntimeError("aborted"), None)
-            with contextlib.suppress(BaseException):
-                self._ctx.__exit__(*info)
-            self._ctx = None
-
-
 class SparseH5Writer(AtomicH5Writer):
-    """Append events to a sparse-tensor file, buffering and flushing into resizable datasets.
+    """Append events to a sparse-tensor file (atomic, compressed chunk by chunk).
 
     Use as a context manager; the file appears at ``output`` only when the block
-    exits without an exception.
+    exits without an exception. A file with zero events is valid.
 
     Parameters
     ----------
@@ -173,11 +76,9 @@ class SparseH5Writer(AtomicH5Writer):
     overwrite : bool
         Replace an existing output.
     flush_rows : int
-        Buffered voxel rows that trigger a write.
-    compression : {"gzip", "lzf"}
-        ``"gzip"`` (default): deflate level 1 + shuffle, readable by any HDF5 build, written
-        chunk by chunk with ISA-L when ``isal`` is installed. ``"lzf"``: lzf + shuffle through
-        h5py's filters (h5py-only plugin).
+        Buffered voxel rows that trigger a write of the whole chunks among them.
+    inputs : paths
+        Files being converted (the output may not be one of them).
     """
 
     def __init__(
@@ -192,16 +93,9 @@ class SparseH5Writer(AtomicH5Writer):
         feature_names: Sequence[str] | None = None,
         overwrite: bool = False,
         flush_rows: int = 1 << 20,
-        compression: str = "gzip",
+        inputs: Sequence[str | Path] = (),
     ) -> None:
-        if compression not in ("lzf", "gzip"):
-            raise ValueError(f"compression must be 'lzf' or 'gzip', got {compression!r}")
-        super().__init__(output, overwrite)
-        self._comp = COMPRESSION if compression == "lzf" else _chunks.DEFLATE
-        # whole chunks compressed off h5py's pipeline; rows of a partial chunk stay buffered
-        # until more arrive or the file is finished
-        self._direct = compression == "gzip" and _chunks.available()
-        self._pending: list = []  # chunks still compressing (stored at the next flush)
+        super().__init__(output, overwrite, inputs)
         self.attrs = {
             "schema": SCHEMA,
             "schema_version": SCHEMA_VERSION,
@@ -216,20 +110,19 @@ class SparseH5Writer(AtomicH5Writer):
         }
         self.n_feats = int(n_feats)
         self.flush_rows = int(flush_rows)
-        self._coords: list[np.ndarray] = []
-        self._feats: list[np.ndarray] = []
-        self._buffered = 0
         self._counts: list[np.ndarray] = []
-        self._labels: list[np.ndarray] = []
-        self._event_ids: list[np.ndarray] = []
-        self.n_rows = 0
         self.n_events = 0
 
     def _create(self, f: h5py.File) -> None:
-        f.create_dataset("coords", shape=(0, 3), maxshape=(None, 3), dtype=np.int32,
-                         chunks=(ROW_CHUNK, 3), **self._comp)
-        f.create_dataset("feats", shape=(0, self.n_feats), maxshape=(None, self.n_feats),
-                         dtype=np.float32, chunks=(ROW_CHUNK, self.n_feats), **self._comp)
+        self._coords = ChunkedAppender(f, "coords", np.int32, (3,), ROW_CHUNK)
+        self._feats = ChunkedAppender(f, "feats", np.float32, (self.n_feats,), ROW_CHUNK)
+        self._labels = ChunkedAppender(f, "labels", np.int64, (), EVENT_CHUNK)
+        self._event_ids = ChunkedAppender(f, "event_id", np.int64, (), EVENT_CHUNK)
+
+    @property
+    def n_rows(self) -> int:
+        """Voxel rows appended so far."""
+        return len(self._coords)
 
     # -- appending ---------------------------------------------------------------------
     def add_event(self, coords: np.ndarray, feats: np.ndarray, label: int = -1, event_id: int = -1) -> None:
@@ -252,6 +145,8 @@ class SparseH5Writer(AtomicH5Writer):
         The arrays are kept by reference (no copy) until they are compressed and written,
         possibly on a worker thread after a later call returns: do not modify them afterwards.
         """
+        if self._f is None:
+            raise RuntimeError("SparseH5Writer used outside its 'with' block")
         coords = np.ascontiguousarray(coords, dtype=np.int32).reshape(-1, 3)
         feats = np.ascontiguousarray(feats, dtype=np.float32)
         feats = feats.reshape(len(coords), self.n_feats if feats.size == 0 else -1)
@@ -265,77 +160,46 @@ class SparseH5Writer(AtomicH5Writer):
             raise ValueError("inconsistent event batch (offsets/labels/event_ids/coords)")
         self._coords.append(coords)
         self._feats.append(feats)
-        self._counts.append(np.diff(offsets))
         self._labels.append(labels)
         self._event_ids.append(event_ids)
-        self._buffered += len(coords)
+        self._counts.append(np.diff(offsets))
         self.n_events += k
-        if self._buffered >= self.flush_rows:
+        if self._coords._buffered >= self.flush_rows:
             self.flush()
 
-    def flush(self, final: bool = False) -> None:
-        """Write buffered voxel rows to the file.
-
-        With chunk-wise compression only whole chunks are written; the rest stays buffered
-        unless ``final``.
-        """
-        if self._f is None:
-            raise RuntimeError("SparseH5Writer used outside its 'with' block")
-        _chunks.finish_writes(self._pending)  # the previous flush's chunks, compressed meanwhile
-        if not self._coords:
-            return
-        # a single buffered block (the usual case for big blocks) is written without a copy
-        coords = self._coords[0] if len(self._coords) == 1 else np.concatenate(self._coords)
-        feats = self._feats[0] if len(self._feats) == 1 else np.concatenate(self._feats)
-        n = len(coords)
-        if self._direct and not final:
-            n -= n % ROW_CHUNK
-        n0, n1 = self.n_rows, self.n_rows + n
-        if n:
-            for name, arr in (("coords", coords), ("feats", feats)):
-                ds = self._f[name]
-                ds.resize(n1, axis=0)
-                if self._direct:
-                    self._pending += _chunks.write_chunks(ds, n0, arr[:n])
-                else:
-                    ds[n0:n1] = arr[:n]
-        if final:
-            _chunks.finish_writes(self._pending)
-        self.n_rows = n1
-        self._coords = [coords[n:]] if n < len(coords) else []
-        self._feats = [feats[n:]] if n < len(coords) else []
-        self._buffered = len(coords) - n
+    def flush(self) -> None:
+        """Write the whole chunks of buffered rows (the rest stays buffered until the end)."""
+        for app in (self._coords, self._feats, self._labels, self._event_ids):
+            app.flush()
 
     def shift_coords(self, delta: Sequence[int]) -> None:
         """Subtract ``delta`` from every coordinate written so far (chunk by chunk)."""
-        delta = np.asarray(delta, dtype=np.int32).reshape(1, 3)
-        self._coords = [c - delta for c in self._coords]  # rows still buffered: in memory
-        if self.n_rows == 0:
+        d = np.asarray(delta, dtype=np.int32).reshape(1, 3)
+        self._coords.map_buffered(lambda c: c - d)  # rows still buffered: in memory
+        n = self._coords.n_rows
+        if n == 0:
             return
-        _chunks.finish_writes(self._pending)
-        ds = self._f["coords"]
+        self._coords.flush()  # stores the chunks still compressing
+        ds = self._coords.ds
         step = ROW_CHUNK * 16
-        for a in range(0, self.n_rows, step):
-            b = min(a + step, self.n_rows)
-            ds[a:b] = ds[a:b] - delta
+        for a in range(0, n, step):
+            b = min(a + step, n)
+            ds[a:b] = ds[a:b] - d
 
     def set_attr(self, name: str, value: Any) -> None:
         """Set (or replace) a root attribute before the file is closed."""
         self.attrs[name] = value
 
     def _finish(self) -> None:
-        self.flush(final=True)
+        for app in (self._coords, self._feats, self._labels, self._event_ids):
+            app.close()
         f = self._f
         counts = np.concatenate(self._counts) if self._counts else np.zeros(0, np.int64)
         offsets = np.zeros(len(counts) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
-        labels = np.concatenate(self._labels) if self._labels else np.zeros(0, np.int64)
-        event_ids = np.concatenate(self._event_ids) if self._event_ids else np.zeros(0, np.int64)
-        ev_chunk = (max(1, min(EVENT_CHUNK, len(labels))),)
-        f.create_dataset("offsets", data=offsets, chunks=(max(1, min(EVENT_CHUNK, len(offsets))),),
-                         **self._comp)
-        f.create_dataset("labels", data=labels, chunks=ev_chunk, **self._comp)
-        f.create_dataset("event_id", data=event_ids, chunks=ev_chunk, **self._comp)
+        off = ChunkedAppender(f, "offsets", np.int64, (), EVENT_CHUNK)
+        off.append(offsets)
+        off.close()
         for k, v in self.attrs.items():
             f.attrs[k] = v
         f.close()
