@@ -27,7 +27,7 @@ def test_presets_load_and_resolve():
     from sparsenu.sim import DetectorConfig
 
     nominal = DetectorConfig()
-    from sparsenu.eval.suite import _check_train_configs, _method_mapping
+    from sparsenu.eval.suite.runner import _check_train_configs, _method_mapping
 
     for name in ("suite_tiny", "quickstart", "paper"):
         path = REPO / "cfg" / f"{name}.yaml"

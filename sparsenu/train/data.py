@@ -8,7 +8,6 @@ interrupted one exactly, whatever the number of DataLoader workers.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -95,59 +94,34 @@ def _check_file(p: str | None, key: str) -> Path | None:
     return path
 
 
-def _simulate_block_hash(spec, method: str) -> str:
-    from sparsenu.config import to_dict
-
-    d = to_dict(spec)
-    d.pop("cache_dir", None)
-    d.pop("workers", None)  # same contents whatever the worker count
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
-
-
 def prepare_data(cfg, run_dir: Path, *, is_main: bool = True, progress: bool = True) -> DataFiles:
     """Resolve (and, for a ``data.simulate`` block, create once) the files of a run.
 
-    Simulated files go to ``<cache_dir or run_dir/data>/<hash of the block>/``:
-    ``train.h5`` (+ ``train_raw.h5``, the raw detector file kept for
-    re-simulation), ``val.h5``, ``target.h5`` (detector ``detector`` updated by
-    ``target_detector``). Existing files are reused. Only the main rank writes;
-    other ranks must wait (the trainer calls a barrier) before reading.
+    Simulated sets come from the one cache, :class:`sparsenu.data.cache.SimulatedData`
+    (``<cache_dir or run_dir/data>/<key>/``): the training set with its raw file (for
+    re-simulation views), the validation set and, for a target domain, events of their own
+    simulated nominally and re-simulated with ``target_detector``. Only the main rank
+    writes; the others must wait (the trainer calls a barrier) and are then given the same
+    paths.
 
     Raises
     ------
     SparsenuError
         A configured file does not exist.
     """
+    from sparsenu.data.cache import SimulatedData
+
     d = cfg.data
     if d.simulate is None:
         return DataFiles(train=_check_file(d.train, "data.train"), val=_check_file(d.val, "data.val"),
                          target=_check_file(d.target, "data.target"),
                          raw_train=_check_file(d.raw_train, "data.raw_train"))
     s = d.simulate
-    base = Path(s.cache_dir).expanduser() if s.cache_dir else run_dir / "data"
-    out = base / _simulate_block_hash(s, cfg.method)
-    files = DataFiles(train=out / "train.h5", val=out / "val.h5" if s.n_val > 0 else None,
-                      target=out / "target.h5" if s.n_target > 0 else None, raw_train=out / "train_raw.h5")
-    if not is_main:
-        return files
-    from sparsenu.config import from_dict
-    from sparsenu.data.simulate import write_simulated_dataset
-    from sparsenu.sim import DetectorConfig, SimConfig
-
-    sim = from_dict(SimConfig, s.sim, source="data.simulate.sim")
-    det = from_dict(DetectorConfig, s.detector, source="data.simulate.detector")
-    out.mkdir(parents=True, exist_ok=True)
-    jobs = [("train", files.train, s.n_train, derive_seed(s.seed, "train"), det, files.raw_train)]
-    if files.val is not None:
-        jobs.append(("val", files.val, s.n_val, derive_seed(s.seed, "val"), det, None))
-    if files.target is not None:
-        tdet = from_dict(DetectorConfig, {**s.detector, **s.target_detector}, source="data.simulate.target_detector")
-        jobs.append(("target", files.target, s.n_target, derive_seed(s.seed, "target"), tdet, None))
-    for _name, path, n, seed, detector, raw in jobs:
-        if path.is_file() and (raw is None or raw.is_file()):
-            continue
-        # an incomplete pair (e.g. train.h5 without train_raw.h5) is rewritten whole; the
-        # simulation is deterministic, so the surviving file comes out identical
-        write_simulated_dataset(path, n, seed, sim, detector, raw_output=raw, workers=s.workers,
-                                progress=progress, overwrite=True)
-    return files
+    root = Path(s.cache_dir).expanduser() if s.cache_dir else run_dir / "data"
+    cache = SimulatedData(s, root, workers=s.workers, progress=progress, set_seed=derive_seed, create=is_main)
+    train = cache.nominal("train", s.n_train, raw=True)
+    val = cache.nominal("val", s.n_val) if s.n_val > 0 else None
+    target = None
+    if s.n_target > 0:
+        target = cache.shifted(cache.nominal("target", s.n_target, raw=True), s.target_detector_config)
+    return DataFiles(train=train.sparse, val=val.sparse if val else None, target=target, raw_train=train.raw)

@@ -1,0 +1,274 @@
+"""The benchmark suite file (``sparsenu benchmark SUITE.yaml``): :class:`SuiteConfig`.
+
+A suite names the data sizes, the seeds, the methods (each a training configuration plus
+overrides) and the detector shifts. Every section is a :class:`sparsenu.config.ConfigModel`;
+shifts are resolved into concrete, validated :class:`~sparsenu.sim.DetectorConfig` s by
+:func:`resolve_shifts` before any work starts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from pydantic import Field, model_validator
+
+from sparsenu.config import ConfigModel, load_config
+from sparsenu.errors import SparsenuError
+from sparsenu.sim import DetectorConfig
+from sparsenu.sim.config import SimulationConfig
+
+__all__ = ["SuiteConfig", "SuiteDataConfig", "MethodSpec", "ShiftSpec", "TargetSpec", "SuiteEvalConfig",
+           "ResolvedShift", "load_suite", "resolve_shifts", "apply_detector"]
+
+
+class SuiteDataConfig(SimulationConfig):
+    """Data block of a suite: what to simulate (``seed``, ``sim``, nominal ``detector``) and how much.
+
+    Attributes
+    ----------
+    n_train, n_val, n_test : int
+        Events of the nominal training, validation and test sets (classes are
+        balanced: label = event id mod number of classes).
+    cache_dir : str or None
+        Where simulated data are cached (default ``OUT/data``). Relative paths
+        are relative to the working directory.
+    workers : int
+        Simulation processes.
+    """
+
+    seed: int = Field(12345, ge=0, lt=2**63)
+    n_train: int = Field(2000, ge=1)
+    n_val: int = Field(500, ge=1)
+    n_test: int = Field(1000, ge=1)
+    cache_dir: Optional[str] = None
+    workers: int = Field(1, ge=1)
+
+
+class _DetectorOverrides(ConfigModel):
+    """Absolute (``detector``) and multiplicative (``scale``) overrides of the nominal detector."""
+
+    detector: dict[str, Any] = Field(default_factory=dict)
+    scale: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> "_DetectorOverrides":
+        DetectorConfig.check_names(self.detector)
+        DetectorConfig.check_names(self.scale, numeric=True)
+        both = set(self.detector) & set(self.scale)
+        if both:
+            raise ValueError(f"parameter(s) {sorted(both)} given in both 'detector' and 'scale'")
+        return self
+
+
+class TargetSpec(_DetectorOverrides):
+    """Unlabelled shifted ("target") training data for domain adaptation (DANN).
+
+    A separate set of events (its own seed, disjoint from the test events), simulated with
+    the nominal detector and then re-simulated with the target detector; its labels are
+    never used. Methods that take target data receive it as ``data.target``.
+
+    Attributes
+    ----------
+    n_events : int
+        Number of target events (0: no target set).
+    detector, scale : dict
+        Absolute / multiplicative DetectorConfig overrides of the target detector.
+    """
+
+    n_events: int = Field(0, ge=0)
+
+
+class MethodSpec(ConfigModel):
+    """One method of a suite: a training configuration (:class:`sparsenu.train.config.ExperimentConfig`).
+
+    The training YAML given to :func:`sparsenu.train.train` is built by deep-merging, in
+    order: the file ``config`` (if any), the suite's ``train_defaults``, this method's
+    ``train`` mapping, then ``overrides``; the suite finally points ``data`` at its cached
+    files and sets ``seed``.
+
+    Attributes
+    ----------
+    config : str or None
+        Training config YAML (``cfg/*.yaml``); relative paths are looked up next
+        to the suite file first, then in the working directory.
+    train : dict
+        Inline ExperimentConfig keys, e.g. ``{method: contrastive, loss: {alpha: 1.0}}``.
+    overrides : list of str
+        ``key.sub=value`` overrides (e.g. ``optim.epochs=5``).
+    use_target : bool or None
+        Give the trainer the suite's unlabelled target set (``data.target``);
+        default (None): only for ``method: dann``.
+    """
+
+    config: Optional[str] = None
+    train: dict[str, Any] = Field(default_factory=dict)
+    overrides: list[str] = Field(default_factory=list)
+    use_target: Optional[bool] = None
+
+
+class ShiftSpec(_DetectorOverrides):
+    """One shifted detector, as overrides of the nominal :class:`DetectorConfig`.
+
+    Attributes
+    ----------
+    detector : dict
+        Absolute overrides, e.g. ``{lifetime_us: 500}`` or ``{recombination: birks}``.
+    scale : dict
+        Multiplicative overrides relative to the nominal value, e.g.
+        ``{noise: 2.0}`` (noise x2) or ``{gain: 0.9}`` (gain -10%).
+    parameter : str or None
+        The parameter on the x axis of the accuracy plots (default: the first
+        key of ``detector`` or ``scale``). Shifts sharing a parameter form one curve.
+    label : str or None
+        Human description for the report (default: generated).
+    """
+
+    parameter: Optional[str] = None
+    label: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _check_shift(self) -> "ShiftSpec":
+        if not self.detector and not self.scale:
+            raise ValueError("a shift needs at least one 'detector' or 'scale' override")
+        if self.parameter is not None and self.parameter not in DetectorConfig.model_fields:
+            raise ValueError(f"parameter '{self.parameter}' is not a DetectorConfig field")
+        return self
+
+
+class SuiteEvalConfig(ConfigModel):
+    """Evaluation settings.
+
+    Attributes
+    ----------
+    knn_k : int
+        Neighbours of the cosine kNN probe.
+    batch_size : int
+        Events per forward pass when embedding.
+    device : str
+        ``cpu``, ``cuda``, ``cuda:1`` or ``auto`` (CUDA when available).
+    probe_c : float
+        Inverse regularisation of the linear probe's logistic regression.
+    probe_max_iter : int
+        Solver iterations of the linear probe.
+    projection_shift : str or None
+        Shift shown next to nominal in the 2D projection plots (default: the
+        first shift).
+    """
+
+    knn_k: int = Field(20, ge=1)
+    batch_size: int = Field(64, ge=1)
+    device: str = "cpu"
+    probe_c: float = Field(1.0, gt=0.0)
+    probe_max_iter: int = Field(2000, ge=1)
+    projection_shift: Optional[str] = None
+
+
+def _check_name(name: str) -> None:
+    if not name or not all(c.isalnum() or c in "-_.@" for c in name) or name.startswith("."):
+        raise ValueError(f"name {name!r} may only contain letters, digits, '-', '_', '.' and '@'")
+
+
+class SuiteConfig(ConfigModel):
+    """A domain-shift benchmark suite (see ``cfg/quickstart.yaml``).
+
+    Attributes
+    ----------
+    name : str
+    seeds : list of int
+        Training seeds; every method is trained once per seed.
+    data : SuiteDataConfig
+    target : TargetSpec
+    train_defaults : dict
+        ExperimentConfig keys shared by every method (see :class:`MethodSpec`).
+    methods : dict name -> MethodSpec
+    shifts : dict name -> ShiftSpec
+    eval : SuiteEvalConfig
+    """
+
+    name: str = "benchmark"
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    data: SuiteDataConfig = Field(default_factory=SuiteDataConfig)
+    target: TargetSpec = Field(default_factory=TargetSpec)
+    train_defaults: dict[str, Any] = Field(default_factory=dict)
+    methods: dict[str, MethodSpec] = Field(default_factory=dict)
+    shifts: dict[str, ShiftSpec] = Field(default_factory=dict)
+    eval: SuiteEvalConfig = Field(default_factory=SuiteEvalConfig)
+
+    @model_validator(mode="after")
+    def _check_suite(self) -> "SuiteConfig":
+        if not self.seeds:
+            raise ValueError("'seeds' must list at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"'seeds' has duplicates: {self.seeds}")
+        if not self.methods:
+            raise ValueError("'methods' must name at least one method")
+        for name in list(self.methods) + list(self.shifts):
+            _check_name(name)
+        if "nominal" in self.shifts:
+            raise ValueError("'nominal' is reserved for the unshifted test set; rename that shift")
+        ps = self.eval.projection_shift
+        if ps is not None and ps not in self.shifts:
+            raise ValueError(f"eval.projection_shift {ps!r} is not a shift; shifts: {sorted(self.shifts)}")
+        for n, m in self.methods.items():
+            if m.use_target and self.target.n_events == 0:
+                raise ValueError(f"method '{n}' has use_target: true but target.n_events is 0")
+        return self
+
+
+def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> SuiteConfig:
+    """Load and validate a suite YAML (``key.sub=value`` overrides applied first)."""
+    return load_config(SuiteConfig, path, overrides)
+
+
+def apply_detector(nominal: DetectorConfig, spec: _DetectorOverrides, where: str) -> DetectorConfig:
+    """The nominal detector with a spec's absolute and multiplicative overrides (validated)."""
+    kw = dict(spec.detector)
+    for k, factor in spec.scale.items():
+        kw[k] = float(getattr(nominal, k)) * float(factor)
+    try:
+        return nominal.replace(**kw)
+    except ValueError as exc:
+        raise SparsenuError(f"{where}: invalid detector: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ResolvedShift:
+    """A shift with its concrete detector; ``value`` is the plotted parameter's value (a
+    number, or the model name for a non-numeric parameter such as ``recombination``)."""
+
+    name: str
+    detector: DetectorConfig
+    parameter: str
+    value: float | str
+    description: str
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def resolve_shifts(suite: SuiteConfig, nominal: DetectorConfig, source: str = "suite") -> list[ResolvedShift]:
+    """Concrete shifted :class:`DetectorConfig` of every shift of ``suite``."""
+    out = []
+    for name, spec in suite.shifts.items():
+        det = apply_detector(nominal, spec, f"{source}: shift '{name}'")
+        changed = list(spec.detector) + list(spec.scale)
+        param = spec.parameter or changed[0]
+        value = getattr(det, param)
+        desc = spec.label or ", ".join(
+            f"{k} = {_fmt(getattr(det, k))}"
+            + (f" (x{spec.scale[k]:g})" if k in spec.scale else "")
+            + f" (nominal {_fmt(getattr(nominal, k))})"
+            for k in changed
+        )
+        if "field_kv_cm" in changed and "drift_velocity_mm_us" not in changed and nominal.drift_velocity_mm_us is None:
+            desc += f"; drift velocity {det.vdrift_mm_us:.3f} mm/us (nominal {nominal.vdrift_mm_us:.3f})"
+        if value is None:
+            value = float("nan")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = float(value)
+        else:
+            value = str(value)
+        out.append(ResolvedShift(name, det, param, value, desc))
+    return out
