@@ -25,6 +25,7 @@ setup(
         "scipy>=1.10",
         "h5py>=3.8",
         "pyyaml>=6.0",
+        "pydantic>=2.6",
         "tqdm>=4.60",
         "scikit-learn>=1.3",
         "matplotlib>=3.7",
