@@ -17,7 +17,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["sparsenu", "sparsenu.*"]),
-    package_data={"sparsenu": ["py.typed", "data/schemas/*.json", "sparse/csrc/*.cpp"]},
+    package_data={"sparsenu": ["py.typed", "data/schemas/*.json", "sparse/csrc/*.cpp", "sim/data/*.csv"]},
     include_package_data=True,
     install_requires=[
         "torch>=2.2,<2.14",

@@ -5,7 +5,9 @@ All values are converted here, once. Sources:
 - Liquid argon properties: Particle Data Group, "Atomic and nuclear properties of materials"
   (liquid argon entry): Z/A = 0.4506, rho = 1.396 g/cm^3, I = 188.0 eV, X0 = 19.55 g/cm^2
   = 14.0 cm, E_c = 32.84 MeV, nuclear interaction length 119.7 g/cm^2 = 85.8 cm, Sternheimer
-  density-effect parameters (a, k, x0, x1, Cbar) = (0.1956, 3.0, 0.2, 3.0, 5.2146).
+  density-effect parameters (a, k, x0, x1, Cbar) = (0.1956, 3.0, 0.2, 3.0, 5.2146). Propagation
+  takes them from :data:`sparsenu.sim.material.LIQUID_ARGON` (materials are data); the ``LAR_*``
+  names here stay for the detector stage (recombination uses the density) and for callers.
 - W_ion = 23.6 eV per ion pair (PDG / ICARUS).
 - Particle masses and lifetimes from the ``particle`` package (PDG tables), looked up once at
   import because the look-ups are slow.
@@ -19,9 +21,15 @@ from particle import Particle
 
 __all__ = [
     "CLASS_NAMES", "CLASS_PDG", "N_CLASSES", "MASS_MEV", "LAR_DENSITY_G_CM3", "LAR_Z_OVER_A",
-    "LAR_I_MEV", "LAR_X0_MM", "LAR_EC_MEV", "LAR_LAMBDA_INT_MM", "W_ION_MEV", "PHOTON_MFP_MM",
-    "MICHEL_EMAX_MEV", "MU_MINUS_CAPTURE_PROB", "K_BETHE", "ME_MEV",
+    "LAR_I_MEV", "LAR_X0_MM", "LAR_EC_MEV", "LAR_LAMBDA_INT_MM", "W_ION_MEV",
+    "MICHEL_EMAX_MEV", "MU_MINUS_CAPTURE_PROB", "K_BETHE", "ME_MEV", "SIM_PHYSICS_VERSION",
 ]
+
+#: Version of the simulated physics. Raise it whenever a change alters the deposits of a given
+#: seed, so that caches of simulated data (which key on it) are not reused. 1: the original
+#: simulator; 2: materials as data, energy-dependent photon (XCOM) and hadron cross sections,
+#: proton interactions, pion channels, Tsai bremsstrahlung, Klein-Nishina Compton.
+SIM_PHYSICS_VERSION: int = 2
 
 #: Class names in label order: 0 electron, 1 photon, 2 muon (mu+-), 3 charged pion, 4 proton.
 CLASS_NAMES: tuple[str, ...] = ("electron", "photon", "muon", "pion", "proton")
@@ -54,11 +62,6 @@ STERNHEIMER = (0.1956, 3.0, 0.2, 3.0, 5.2146)
 K_BETHE = 0.307075
 #: Mean energy per electron-ion pair, 23.6 eV.
 W_ION_MEV = 23.6e-6
-#: Photon pair-production mean free path 9/7 X0 = 18 cm (PDG passage of particles).
-PHOTON_MFP_MM = 9.0 / 7.0 * LAR_X0_MM
-#: Mean free path used for low-energy (Compton regime, 1-10 MeV) photons; attenuation
-#: coefficient ~0.035 cm^2/g in argon (NIST XCOM) -> ~20 cm.
-COMPTON_MFP_MM = 200.0
 
 # --- particle physics -----------------------------------------------------------------------
 #: Michel spectrum end point m_mu / 2 (PDG).

@@ -1,0 +1,322 @@
+"""Electromagnetic showers: a vectorised branching Monte Carlo with tabulated photon physics.
+
+Physics (each process sampled from its published cross section; no profile is imposed, so the
+PDG Gamma-function parameterisation of the longitudinal profile is an independent check):
+
+- **Photon interaction lengths**: NIST XCOM partial cross sections of the material's elements
+  (``data/xcom_zNN.csv``: incoherent (Compton), photoelectric, pair production in the nuclear and
+  in the electron field; coherent scattering is left out: it deposits nothing and deflects by
+  < m_e/E). The distance to the next interaction is Exp(1 / mu_tot(E)); the process is chosen in
+  proportion to the partial coefficients at E.
+- **Pair production**: energy fraction y of the electron from the complete-screening
+  Bethe-Heitler spectrum ``1 - 4/3 y (1 - y)`` (PDG eq. 34.31 without the small 1/9 term);
+  both tracks start at the conversion point with opening angles ~ m_e / E.
+- **Compton scattering**: Klein-Nishina (free electrons at rest), sampled with the
+  Butcher-Messel method (as in Geant4 G4KleinNishinaCompton); the electron takes
+  ``p_gamma - p_gamma'``.
+- **Photoelectric absorption**: all the energy to an electron (binding energy neglected).
+  Photons below ``PHOTON_CUT_MEV`` are absorbed the same way at their next interaction point.
+- **Bremsstrahlung**: complete-screening (Tsai) spectrum, PDG eq. 34.29,
+  ``dN/dy = (1 / X0) (4/3 - 4/3 y + y^2) / y`` per unit length, y = k / E. Photons with
+  y > ``BREMS_YCUT`` are emitted discretely (angle ~ m_e / E); the softer ones, a fraction
+  ``4/3 y_c - 2/3 y_c^2 + y_c^3 / 3`` of the radiated energy, are added to the next discrete
+  photon (same point and direction; only the number of soft photons is not simulated).
+  Between emissions the electron loses energy by ionisation (collision range tables) and
+  scatters (Highland).
+- **Low-energy electrons**: below ``BREMS_MIN_MEV`` electrons and positrons are tracked as ordinary
+  charged tracks (collision loss, straggling, Highland) to the end of their range: there the ratio
+  of radiative to collision loss is about E / E_c < 0.15 in argon (Rossi's critical energy).
+- **Positron annihilation** at rest into two back-to-back 0.511 MeV photons.
+
+Every photon-electron generation is processed at once (all particles of the event in arrays);
+electrons take up to ``ELECTRON_SUBSTEPS`` emissions per generation.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from sparsenu.sim import constants as C
+from sparsenu.sim.material import AVOGADRO, LIQUID_ARGON, Material, load_csv
+from sparsenu.sim.primaries import isotropic_directions
+from sparsenu.sim.stopping import range_table
+from sparsenu.sim.tracking import Ctx, deflect, highland, straight, track
+
+__all__ = ["PhotonCrossSections", "photon_cross_sections", "photon_mfp_mm", "shower",
+           "BREMS_MIN_MEV", "BREMS_YCUT", "PHOTON_CUT_MEV", "EM_MAX_GENERATIONS"]
+
+#: Photons below this energy are absorbed (photoelectric-like) at their next interaction.
+PHOTON_CUT_MEV = 0.2
+#: Electrons/positrons below this kinetic energy do not radiate (see the module docstring).
+BREMS_MIN_MEV = 5.0
+#: Bremsstrahlung photons with k / E below this fraction are deposited continuously.
+BREMS_YCUT = 0.05
+#: Discrete emissions per electron per generation.
+ELECTRON_SUBSTEPS = 4
+#: Cap on photon-electron generations of one shower (warned with SimulationCapWarning).
+EM_MAX_GENERATIONS = 400
+
+_ME = C.ME_MEV
+_BARN_CM2 = 1.0e-24
+
+
+class PhotonCrossSections:
+    """Linear attenuation coefficients (mm^-1) of one material on a log energy grid.
+
+    Attributes
+    ----------
+    log_e : float64 [m]
+        ln(E / MeV) of the XCOM grid (0.01 MeV to 100 GeV).
+    mu_pair, mu_compton, mu_photo : float64 [m]
+        Partial linear attenuation coefficients (mm^-1); coherent scattering excluded.
+    """
+
+    def __init__(self, material: Material) -> None:
+        e = None
+        parts = np.zeros((3, 0))
+        for z, a, w in material.elements:
+            _, cols = load_csv(f"xcom_z{z:02d}.csv")
+            energy, _coh, incoh, photo, pn, pe = cols
+            if e is None:
+                e, parts = energy, np.zeros((3, energy.shape[0]))
+            if not np.allclose(energy, e):
+                raise ValueError("XCOM element tables must share one energy grid")
+            # barn/atom -> mm^-1: sigma * N_A / A * w * rho, cm^-1 -> mm^-1
+            f = _BARN_CM2 * AVOGADRO / a * w * material.density_g_cm3 / 10.0
+            parts += f * np.stack([pn + pe, incoh, photo])
+        self.log_e = np.log(e)
+        self.mu_pair, self.mu_compton, self.mu_photo = parts
+        self.mu_tot = parts.sum(axis=0)
+        self._log_mu = np.log(np.maximum(parts, 1e-300))
+
+    def coefficients(self, energy_mev: np.ndarray) -> np.ndarray:
+        """Partial coefficients [3, n] (pair, Compton, photoelectric; mm^-1), log-log interp."""
+        le = np.log(np.clip(energy_mev, 1.0e-2, 1.0e5))
+        out = np.exp(np.stack([np.interp(le, self.log_e, lm) for lm in self._log_mu]))
+        out[0] = np.where(energy_mev > 2.0 * _ME, out[0], 0.0)
+        return out
+
+
+@lru_cache(maxsize=None)
+def photon_cross_sections(material: Material = LIQUID_ARGON) -> PhotonCrossSections:
+    """Cached :class:`PhotonCrossSections` of ``material``."""
+    return PhotonCrossSections(material)
+
+
+def photon_mfp_mm(energy_mev: np.ndarray | float, *, material: Material = LIQUID_ARGON
+                  ) -> np.ndarray:
+    """Photon mean free path (mm) to the first interaction (coherent scattering excluded)."""
+    e = np.atleast_1d(np.asarray(energy_mev, float))
+    out = 1.0 / photon_cross_sections(material).coefficients(e).sum(axis=0)
+    return out if np.ndim(energy_mev) else out[0]
+
+
+# ------------------------------------------------------------------------------------------
+# samplers (vectorised rejection)
+# ------------------------------------------------------------------------------------------
+def _soft_fraction(yc: float) -> float:
+    """Share of the radiated energy carried by photons with y < yc (complete screening)."""
+    return 4.0 / 3.0 * yc - 2.0 / 3.0 * yc**2 + yc**3 / 3.0
+
+
+def brems_photons_per_x0(yc: float) -> float:
+    """Number of bremsstrahlung photons with y > yc per radiation length (complete screening)."""
+    return 4.0 / 3.0 * np.log(1.0 / yc) - 4.0 / 3.0 * (1.0 - yc) + 0.5 * (1.0 - yc * yc)
+
+
+def _sample_brems_y(rng: np.random.Generator, n: int, yc: float) -> np.ndarray:
+    """y in [yc, 1] from (4/3 - 4/3 y + y^2) / y: y = yc^u, accepted with 1 - y + 3/4 y^2."""
+    y = np.empty(n)
+    todo = np.arange(n)
+    while todo.size:
+        cand = yc ** rng.random(todo.size)
+        ok = rng.random(todo.size) < 1.0 - cand + 0.75 * cand * cand
+        y[todo[ok]] = cand[ok]
+        todo = todo[~ok]
+    return y
+
+
+def _sample_pair_y(rng: np.random.Generator, e: np.ndarray) -> np.ndarray:
+    """Electron energy fraction from 1 - 4/3 y (1 - y) on [m_e / E, 1 - m_e / E]."""
+    lo = np.minimum(_ME / e, 0.5)
+    y = np.empty(e.shape[0])
+    todo = np.arange(e.shape[0])
+    while todo.size:
+        cand = lo[todo] + (1.0 - 2.0 * lo[todo]) * rng.random(todo.size)
+        ok = rng.random(todo.size) < 1.0 - 4.0 / 3.0 * cand * (1.0 - cand)
+        y[todo[ok]] = cand[ok]
+        todo = todo[~ok]
+    return y
+
+
+def _sample_compton(rng: np.random.Generator, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Klein-Nishina: scattered-photon energy fraction eps and cos(theta) (Butcher-Messel)."""
+    k = e / _ME
+    eps0 = 1.0 / (1.0 + 2.0 * k)
+    a1 = -np.log(eps0)
+    a2 = 0.5 * (1.0 - eps0 * eps0)
+    eps = np.empty(e.shape[0])
+    cost = np.empty(e.shape[0])
+    todo = np.arange(e.shape[0])
+    while todo.size:
+        r1, r2, r3 = rng.random((3, todo.size))
+        e0, b1, b2, kk = eps0[todo], a1[todo], a2[todo], k[todo]
+        first = b1 / (b1 + b2) > r1
+        ep = np.where(first, np.exp(-b1 * r2), np.sqrt(e0 * e0 + (1.0 - e0 * e0) * r2))
+        onecost = (1.0 - ep) / (ep * kk)
+        sint2 = onecost * (2.0 - onecost)
+        ok = 1.0 - ep * sint2 / (1.0 + ep * ep) >= r3
+        eps[todo[ok]] = ep[ok]
+        cost[todo[ok]] = 1.0 - onecost[ok]
+        todo = todo[~ok]
+    return eps, cost
+
+
+# ------------------------------------------------------------------------------------------
+# one generation of photons / electrons
+# ------------------------------------------------------------------------------------------
+def _photons(ctx: Ctx, p, d, e, t, nxt: list, term: list) -> None:
+    """Move photons to their next interaction and apply it."""
+    rng = ctx.rng
+    mu = photon_cross_sections(ctx.material).coefficients(e)
+    tot = mu.sum(axis=0)
+    cp = p + d * (rng.exponential(1.0, e.shape[0]) / tot)[:, None]
+    ins = ctx.inside(cp)
+    cp, d, e, t, mu, tot = cp[ins], d[ins], e[ins], t[ins], mu[:, ins], tot[ins]
+    n = e.shape[0]
+    if n == 0:
+        return
+    u = rng.random(n) * tot
+    low = e < PHOTON_CUT_MEV
+    is_pair = (u < mu[0]) & ~low
+    is_comp = (u >= mu[0]) & (u < mu[0] + mu[1]) & ~low
+    is_abs = ~(is_pair | is_comp)
+    if np.any(is_abs):  # photoelectric (and photons below the cut): one electron
+        m = is_abs
+        term.append((cp[m], d[m], e[m], np.full(int(m.sum()), 11), ctx.new_ids(int(m.sum()))))
+    if np.any(is_pair):
+        m = is_pair
+        nn = int(m.sum())
+        pe, pd = e[m], d[m]
+        y = _sample_pair_y(rng, pe)
+        t1 = (pe - 2 * _ME) * y
+        t2 = (pe - 2 * _ME) - t1
+        phi = rng.uniform(0, 2 * np.pi, nn)
+        d1 = deflect(pd, _ME / (t1 + _ME), phi)
+        d2 = deflect(pd, _ME / (t2 + _ME), phi + np.pi)
+        nxt.append((np.concatenate([cp[m], cp[m]]), np.concatenate([d1, d2]),
+                    np.concatenate([t1, t2]), np.concatenate([np.full(nn, 11), np.full(nn, -11)]),
+                    ctx.new_ids(2 * nn)))
+    if np.any(is_comp):
+        m = is_comp
+        nn = int(m.sum())
+        ce, cd = e[m], d[m]
+        eps, cost = _sample_compton(rng, ce)
+        dg = deflect(cd, np.arccos(np.clip(cost, -1.0, 1.0)), rng.uniform(0, 2 * np.pi, nn))
+        pel = ce[:, None] * cd - (eps * ce)[:, None] * dg  # electron momentum (MeV/c)
+        de_ = pel / np.maximum(np.linalg.norm(pel, axis=1, keepdims=True), 1e-12)
+        term.append((cp[m], de_, ce * (1.0 - eps), np.full(nn, 11), ctx.new_ids(nn)))
+        nxt.append((cp[m], dg, ce * eps, np.full(nn, 22), t[m]))
+
+
+def _electrons(ctx: Ctx, p, d, e, pg, t, nxt: list, term: list) -> None:
+    """Up to ``ELECTRON_SUBSTEPS`` bremsstrahlung emissions of electrons above BREMS_MIN_MEV."""
+    rng, mat = ctx.rng, ctx.material
+    etab = range_table(0, mat)
+    x0 = mat.x0_mm
+    r_min = float(etab.range_mm(np.array([BREMS_MIN_MEV]))[0])
+    lam = x0 / brems_photons_per_x0(BREMS_YCUT)
+    soft = _soft_fraction(BREMS_YCUT) / x0
+    for _ in range(ELECTRON_SUBSTEPS):
+        if e.shape[0] == 0:
+            return
+        dist = rng.exponential(lam, e.shape[0])
+        r = etab.range_mm(e)
+        stop = r - dist <= r_min
+        if np.any(stop):  # would fall below BREMS_MIN_MEV before radiating: track it
+            term.append((p[stop], d[stop], e[stop], pg[stop], t[stop]))
+            go = ~stop
+            p, d, e, pg, t, dist, r = p[go], d[go], e[go], pg[go], t[go], dist[go], r[go]
+            if e.shape[0] == 0:
+                return
+        e_ion = etab.kinetic_mev(r - dist)
+        k_soft = np.minimum(e * soft * dist, 0.5 * e_ion)
+        end, ins = straight(ctx, p, d, dist, e - e_ion, t, pg)
+        end, d, e_ion, pg, t, dist, k_soft = (end[ins], d[ins], e_ion[ins], pg[ins], t[ins],
+                                              dist[ins], k_soft[ins])
+        nn = e_ion.shape[0]
+        if nn == 0:
+            return
+        e_after = e_ion - k_soft
+        k = e_after * _sample_brems_y(rng, nn, BREMS_YCUT)
+        dg = deflect(d, _ME / (e_after + _ME), rng.uniform(0, 2 * np.pi, nn))
+        # the soft photons radiated over the step travel with the discrete one
+        nxt.append((end, dg, k + k_soft, np.full(nn, 22), ctx.new_ids(nn)))
+        # space angle of two projected Gaussians of rms theta0: Rayleigh(theta0)
+        th = highland(dist, e_after, np.full(nn, _ME), x0)
+        th = th * np.sqrt(-2.0 * np.log(1.0 - rng.random(nn)))
+        d = deflect(d, th, rng.uniform(0, 2 * np.pi, nn))
+        p, e = end, e_after - k
+        low = e < BREMS_MIN_MEV
+        if np.any(low):
+            term.append((p[low], d[low], e[low], pg[low], t[low]))
+            p, d, e, pg, t = p[~low], d[~low], e[~low], pg[~low], t[~low]
+    if e.shape[0]:
+        nxt.append((p, d, e, pg, t))
+
+
+def shower(ctx: Ctx, pos, dirs, energy, pdg, tid) -> None:
+    """Develop electromagnetic particles (pdg 22, +-11) into deposits.
+
+    Parameters
+    ----------
+    pos, dirs : float64 [n, 3]
+        Start points (mm) and unit directions.
+    energy : float64 [n]
+        Kinetic energy (MeV; photon energy for photons).
+    pdg, tid : int64 [n]
+        PDG codes and track ids.
+
+    Terminal electrons are tracked with :func:`sparsenu.sim.tracking.track`; stopped positrons
+    queue their two annihilation photons on ``ctx.em``.
+    """
+    term: list[tuple] = []
+    for _ in range(EM_MAX_GENERATIONS):
+        if energy.shape[0] == 0:
+            break
+        nxt: list[tuple] = []
+        gam = pdg == 22
+        if np.any(gam):
+            _photons(ctx, pos[gam], dirs[gam], energy[gam], tid[gam], nxt, term)
+        lep = ~gam
+        if np.any(lep):
+            low = lep & (energy < BREMS_MIN_MEV)
+            if np.any(low):
+                term.append((pos[low], dirs[low], energy[low], pdg[low], tid[low]))
+            hi = lep & ~low
+            if np.any(hi):
+                _electrons(ctx, pos[hi], dirs[hi], energy[hi], pdg[hi], tid[hi], nxt, term)
+        if not nxt:
+            energy = np.zeros(0)
+            break
+        pos, dirs, energy, pdg, tid = (np.concatenate([x[i] for x in nxt]) for i in range(5))
+    else:
+        if energy.shape[0]:
+            ctx.warn_cap("the electromagnetic generation loop (em.EM_MAX_GENERATIONS)",
+                         EM_MAX_GENERATIONS)
+    if not term:
+        return
+    tp, td, te, tg, tt = (np.concatenate([x[i] for x in term]) for i in range(5))
+    ok = te > 1e-3
+    if not np.any(ok):
+        return
+    tp, td, te, tg, tt = tp[ok], td[ok], te[ok], tg[ok], tt[ok]
+    n = te.shape[0]
+    end, _, contained = track(ctx, tp, td, te, np.zeros(n, np.int64), tg, tt, np.zeros(n))
+    pos_ann = (tg == -11) & contained
+    na = int(pos_ann.sum())
+    if na:
+        d1 = isotropic_directions(ctx.rng, na)
+        ctx.em.append((np.concatenate([end[pos_ann]] * 2), np.concatenate([d1, -d1]),
+                       np.full(2 * na, _ME), np.full(2 * na, 22), ctx.new_ids(2 * na)))
