@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import re
 import types
 import typing
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
-import functools
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator, validate_call
 

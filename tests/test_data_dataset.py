@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from sparsenu.errors import SparsenuError
 from sparsenu.data import SparseH5Dataset, collate_views
 from sparsenu.data.dataset import view_generator
 from sparsenu.data.formats.sparse_h5 import write_sparse
+from sparsenu.errors import SparsenuError
 
 
 @pytest.fixture()

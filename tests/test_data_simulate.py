@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from sparsenu.cli import main
-from sparsenu.errors import SparsenuError
 from sparsenu.data.formats.raw import read_deposits, read_event, read_header, read_hits
 from sparsenu.data.formats.schema import validate_h5
 from sparsenu.data.formats.sparse_h5 import read_sparse
@@ -17,6 +16,7 @@ from sparsenu.data.simulate import (
     simulate_file,
     write_simulated_dataset,
 )
+from sparsenu.errors import SparsenuError
 from sparsenu.sim import DetectorConfig, SimConfig, simulate_event
 
 N = 10

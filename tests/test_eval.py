@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from sparsenu.models.probe import KNNProbe, LinearProbe, balanced_accuracy
 from sparsenu.eval.report import (
     drop_table,
     format_mean_std,
@@ -18,6 +17,7 @@ from sparsenu.eval.report import (
     write_results,
 )
 from sparsenu.eval.sensitivity import cosine_distance, match_events, sensitivity
+from sparsenu.models.probe import KNNProbe, LinearProbe, balanced_accuracy
 
 
 def _blobs(n_per=60, k=4, d=16, sep=8.0, seed=0):

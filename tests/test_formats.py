@@ -8,10 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparsenu.errors import SparsenuError
 from sparsenu.data.formats import get_reader
 from sparsenu.data.formats.larcv3 import decode_voxel_ids, encode_voxel_ids, pdg_to_label
-from sparsenu.data.formats.schema import describe_h5, validate_h5, open_h5
+from sparsenu.data.formats.schema import describe_h5, open_h5, validate_h5
 from sparsenu.data.formats.sparse_h5 import (
     SparseH5Writer,
     atomic_output,
@@ -21,6 +20,7 @@ from sparsenu.data.formats.sparse_h5 import (
     write_sparse,
 )
 from sparsenu.data.formats.synthetic import write_larcv3, write_ndlar_flow, write_pilarnet
+from sparsenu.errors import SparsenuError
 
 
 def _events(rng, n=7, f=1):
@@ -325,9 +325,9 @@ def test_validate_other_schema_names_title(tmp_path):
 # --- RawReader -----------------------------------------------------------------------------------
 
 def _raw_file(tmp_path, n=6):
+    from sparsenu import sim
     from sparsenu.config import to_dict
     from sparsenu.data.formats.raw import RawWriter
-    from sparsenu import sim
 
     s, d = sim.SimConfig(), sim.DetectorConfig()
     events = [sim.simulate_event(i, 5, i % 5, s, d) for i in range(n)]

@@ -48,9 +48,32 @@ def test_domain_classifier_reverses_encoder_gradient():
         assert torch.allclose(g_head, g_head_ref, atol=1e-6)
 
 
-def test_projection_head_trains_in_batch_norm_mode():
-    head = ProjectionHead(4, 8, 3)
-    head.train()
-    out = head(torch.randn(5, 4))
-    out.sum().backward()
-    assert all(p.grad is not None for p in head.parameters())
+def test_domain_classifier_lambda_per_call_leaves_the_head_unchanged():
+    """DANN passes its schedule as a call argument: the head's own strength is not mutated."""
+    torch.manual_seed(1)
+    dom = DomainClassifier(4, 6)
+    h = torch.randn(8, 4, requires_grad=True)
+    w = torch.randn(8, 2)
+    (dom(h) * w).sum().backward()
+    g1 = h.grad.clone()
+    h.grad = None
+    (dom(h, lambd=0.25) * w).sum().backward()
+    assert torch.allclose(h.grad, 0.25 * g1, atol=1e-6) and dom.lambd == 1.0
+
+
+def test_projection_head_batch_norm_mode_matches_its_formula():
+    """Training mode normalises the hidden layer with the batch's own statistics, so the
+    output equals Linear2(ReLU(BN_batch(Linear1 h))) computed by hand; gradients match a
+    finite-difference check (float64)."""
+    torch.manual_seed(0)
+    head = ProjectionHead(4, 8, 3).double().train()
+    h = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    lin1, bn, _, lin2 = head.net
+    a = lin1(h)
+    a_hat = (a - a.mean(0)) / torch.sqrt(a.var(0, unbiased=False) + bn.eps) * bn.weight + bn.bias
+    expected = lin2(torch.relu(a_hat))
+    assert torch.allclose(head(h), expected, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda x: head(x), (h,))
+    # eval mode uses the running statistics instead: different output for the same batch
+    head.eval()
+    assert not torch.allclose(head(h), expected)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from sparsenu.cli import main
-from sparsenu.errors import SparsenuError
 from sparsenu.data.formats.sparse_h5 import read_sparse, write_sparse
 from sparsenu.data.formats.synthetic import random_tracks, write_larcv3, write_ndlar_flow, write_pilarnet
 from sparsenu.data.preprocess import preprocess, voxelise
+from sparsenu.errors import SparsenuError
 
 
 def _sorted(idx, q):

@@ -11,9 +11,20 @@ import pytest
 
 from sparsenu.config import from_dict
 from sparsenu.errors import SparsenuError
-from sparsenu.sim import (CLASS_NAMES, CLASS_PDG, N_CLASSES, DetectorConfig, Deposits, SimConfig,
-                          detector_response, generate_primary, iter_events, propagate,
-                          simulate_event, stage_seed)
+from sparsenu.sim import (
+    CLASS_NAMES,
+    CLASS_PDG,
+    N_CLASSES,
+    Deposits,
+    DetectorConfig,
+    SimConfig,
+    detector_response,
+    generate_primary,
+    iter_events,
+    propagate,
+    simulate_event,
+    stage_seed,
+)
 
 
 def _digest(ev) -> str:

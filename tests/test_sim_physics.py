@@ -4,8 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparsenu.sim import (CLASS_PDG, DetectorConfig, Deposits, Primary, csda_range_mm,
-                          dedx_mev_cm, detector_response, propagate, recombination_factor)
+from sparsenu.sim import (
+    CLASS_PDG,
+    Deposits,
+    DetectorConfig,
+    Primary,
+    csda_range_mm,
+    dedx_mev_cm,
+    detector_response,
+    propagate,
+    recombination_factor,
+)
 from sparsenu.sim.detector import ionisation_points
 from sparsenu.sim.propagation import kinetic_from_range
 
@@ -107,7 +116,7 @@ def test_pion_hadronic_interactions_make_secondaries():
     n_sec = 0
     for seed in range(30):
         dep = propagate(_primary(211, 800.0), seed, **BIG)
-        n_sec += bool(np.any((dep.pdg == 2212)))
+        n_sec += bool(np.any(dep.pdg == 2212))
     # range of 800 MeV pion ~3.4 m >> 85.8 cm: almost all interact
     assert n_sec >= 20
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sparsenu.sim import (LIQUID_ARGON, POLYSTYRENE, Primary, SimulationCapWarning, csda_range_mm,
-                          dedx_mev_cm, propagate)
+from sparsenu.sim import LIQUID_ARGON, POLYSTYRENE, Primary, SimulationCapWarning, csda_range_mm, dedx_mev_cm, propagate
 from sparsenu.sim.constants import MASS_MEV
 from sparsenu.sim.em import photon_cross_sections, photon_mfp_mm
 from sparsenu.sim.hadronic import interaction_probability, interaction_table

@@ -1,15 +1,13 @@
 """Sparse tensor, kernel maps and convolutions against dense torch references."""
 from __future__ import annotations
 
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 import sparsenu.sparse.functional as SF
 import sparsenu.sparse.nn as snn
-from sparsenu.sparse import _ext
-from sparsenu.sparse import CoordinateManager, SparseTensor, get_backend, set_backend, sparse_collate
+from sparsenu.sparse import CoordinateManager, SparseTensor, _ext, get_backend, set_backend, sparse_collate
 from sparsenu.sparse.coords import kernel_offsets, pack_keys, unpack_keys
 
 DT = torch.float64

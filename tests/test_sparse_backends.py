@@ -56,7 +56,7 @@ def test_backend_parity_with_native(backend, k, s):
     assert torch.equal(coords, ref_coords)
     names = ["subm", "strided", "transposed", "grad feats", "grad w1", "grad w2", "grad w3"]
     for name, a, b in zip(names, got, ref):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=lambda m: f"{backend} {name}: {m}")
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=lambda m, name=name: f"{backend} {name}: {m}")
 
 
 def test_cpp_kernels_fall_back_with_one_warning(monkeypatch):

@@ -18,9 +18,9 @@ import yaml
 
 from sparsenu.cli import main as cli_main
 from sparsenu.config import from_dict, to_dict
-from sparsenu.train.config import ExperimentConfig, load_experiment
 from sparsenu.errors import SparsenuError
-from sparsenu.train import load_checkpoint, train
+from sparsenu.train import Trainer, load_checkpoint, train
+from sparsenu.train.config import ExperimentConfig, load_experiment
 from sparsenu.train.data import EpochSampler, derive_seed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -291,16 +291,29 @@ def test_existing_run_needs_resume_and_same_config(tmp_path, toy):
     assert res.epochs == 1 and len(read_metrics(tmp_path / "run")) == 1
 
 
+def _failing_after(n_steps: int):
+    """A Trainer.train_step that raises right after optimiser step ``n_steps`` (a simulated crash)."""
+    real = Trainer.train_step
+
+    def step(self, batch):
+        out = real(self, batch)
+        if self.global_step >= n_steps:
+            raise RuntimeError(f"simulated failure after step {self.global_step}")
+        return out
+
+    return step
+
+
 @pytest.mark.parametrize("method", ["classifier_aug", "dann", "contrastive"])
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path, toy, method, monkeypatch):
     """Killed mid-epoch 2 (after step 5 of 3 per epoch), resumed: bit-identical final weights."""
     path = write_cfg(tmp_path / "c.yaml", toy_config(toy, method, **{"optim.epochs": 3}))
     ref = train(path, out_dir=tmp_path / "ref", progress=False)
-    monkeypatch.setenv("SPARSENU_FAIL_AFTER_STEPS", "5")
-    with pytest.raises(RuntimeError, match="simulated failure"):
-        train(path, out_dir=tmp_path / "cut", progress=False)
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "train_step", _failing_after(5))
+        with pytest.raises(RuntimeError, match="simulated failure"):
+            train(path, out_dir=tmp_path / "cut", progress=False)
     assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["epoch"] == 1
-    monkeypatch.delenv("SPARSENU_FAIL_AFTER_STEPS")
     res = train(path, out_dir=tmp_path / "cut", resume=True, progress=False)
     a = torch.load(ref.last_checkpoint, weights_only=True)
     b = torch.load(res.last_checkpoint, weights_only=True)

@@ -10,7 +10,6 @@ import textwrap
 from pathlib import Path
 
 import torch
-
 from test_train import read_metrics, toy_config, write_cfg, write_toy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +23,6 @@ def _free_port() -> int:
 
 def _torchrun(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    env.pop("SPARSENU_FAIL_AFTER_STEPS", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
            f"--master_port={_free_port()}", *args]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

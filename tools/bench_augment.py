@@ -96,8 +96,8 @@ def main(argv=None) -> int:
     if args.no_resim:
         return 0
     try:
-        from sparsenu.sim import DetectorConfig, SimConfig, simulate_event
         from sparsenu.augment.resim import ResimViews
+        from sparsenu.sim import DetectorConfig, SimConfig, simulate_event
     except ImportError as err:  # simulator not available
         print(f"\nre-simulation skipped: {err}")
         return 0

@@ -179,8 +179,8 @@ def bench_dataset(workdir: Path, n: int, batch: int) -> None:
     from torch.utils.data import DataLoader
 
     from sparsenu.data import SparseH5Dataset, collate_views
-    from sparsenu.data.formats.synthetic import random_tracks
     from sparsenu.data.formats.sparse_h5 import write_sparse
+    from sparsenu.data.formats.synthetic import random_tracks
 
     path = workdir / "ds.h5"
     if not path.exists():

@@ -26,8 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import physics_refs as R  # noqa: E402
 
-from sparsenu.sim import (LIQUID_ARGON, POLYSTYRENE, SIM_PHYSICS_VERSION, Primary,  # noqa: E402
-                          csda_range_mm, dedx_mev_cm, propagate)
+from sparsenu.sim import LIQUID_ARGON, POLYSTYRENE, SIM_PHYSICS_VERSION, Primary, csda_range_mm, dedx_mev_cm, propagate  # noqa: E402
 from sparsenu.sim.constants import MASS_MEV  # noqa: E402
 from sparsenu.sim.hadronic import interaction_probability  # noqa: E402
 from sparsenu.sim.stopping import critical_energy_mev, moliere_radius_mm  # noqa: E402

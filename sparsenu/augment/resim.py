@@ -11,7 +11,8 @@ The published study (arXiv:2502.07724) judged such views too costly; see
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 

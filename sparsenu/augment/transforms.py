@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Annotated, Any, Callable, Literal, Mapping, Sequence, Union
+from collections.abc import Callable, Mapping, Sequence
+from typing import Annotated, Any, Literal, Union
 
 import torch
 from pydantic import Field

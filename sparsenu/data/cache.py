@@ -17,9 +17,9 @@ of its own), simulated nominally and then seen through the target detector.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from sparsenu.data.formats.base import write_json_atomic
 from sparsenu.keys import config_hash

@@ -21,14 +21,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from sparsenu.errors import SparsenuError
 from sparsenu.data.formats import Chunk, FileInfo, get_reader
 from sparsenu.data.formats.sparse_h5 import SparseH5Writer, check_output
+from sparsenu.errors import SparsenuError
 
 __all__ = ["preprocess", "PreprocessSummary", "voxelise", "SKIP_REASONS"]
 

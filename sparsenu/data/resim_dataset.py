@@ -12,8 +12,9 @@ draws the detector config and stage seeds, then feeds the optional ``transform``
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -15,16 +15,17 @@ Events are simulated in chunks of consecutive event ids, by ``workers`` processe
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence  # noqa: F401
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence  # noqa: F401
+from typing import Any
 
 import numpy as np
 
 from sparsenu.config import load_config, to_dict
-from sparsenu.errors import SparsenuError
 from sparsenu.data.formats.raw import RawWriter, open_raw, pack_events
 from sparsenu.data.formats.sparse_h5 import SparseH5Writer, check_output
+from sparsenu.errors import SparsenuError
 from sparsenu.sim import DetectorConfig, SimConfig, SimulationConfig, detector_response, iter_events, stage_seed
 from sparsenu.sim.propagation import Deposits
 

@@ -152,6 +152,7 @@ class DomainClassifier(nn.Module):
     def lambd(self, value: float) -> None:
         self.grl.lambd = float(value)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """``h [B, D] -> domain logits [B, n_domains]``."""
-        return self.net(self.grl(h))
+    def forward(self, h: torch.Tensor, lambd: float | None = None) -> torch.Tensor:
+        """``h [B, D] -> domain logits [B, n_domains]``; ``lambd`` overrides the reversal strength
+        for this call (DANN passes its schedule here instead of mutating the head)."""
+        return self.net(self.grl(h) if lambd is None else grad_reverse(h, lambd))

@@ -87,7 +87,7 @@ class LinearProbe(_ProbeMixin, BaseEstimator):
         self.C = C
         self.max_iter = max_iter
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "LinearProbe":
+    def fit(self, X: np.ndarray, y: np.ndarray) -> LinearProbe:
         """Fit on embeddings ``X`` [E, D] (float) and labels ``y`` [E] (int)."""
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y)
@@ -144,7 +144,7 @@ class KNNProbe(_ProbeMixin, BaseEstimator):
         self.metric = metric
         self.weights = weights
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "KNNProbe":
+    def fit(self, X: np.ndarray, y: np.ndarray) -> KNNProbe:
         """Store embeddings ``X`` [E, D] and labels ``y`` [E]."""
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y)

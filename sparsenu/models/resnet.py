@@ -15,7 +15,7 @@ count changes. Down-sampling stages mirror ConvNeXt's ``kernel == stride == 2`` 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -109,7 +109,7 @@ class SparseResNet(nn.Module):
         self.embed_dim = int(embed_dim) if embed_dim is not None else widths[-1]
 
     @classmethod
-    def from_preset(cls, name: str, in_channels: int = 1, **kwargs) -> "SparseResNet":
+    def from_preset(cls, name: str, in_channels: int = 1, **kwargs) -> SparseResNet:
         """Build a preset: ``"cpu"`` (32-64-128-256, depths 2-2-2-2) or ``"paper"``
         (96-192-384-768, depths 3-3-9-3). ``kwargs`` (``embed_dim``, ``pool``) are passed on."""
         if name not in PRESETS:

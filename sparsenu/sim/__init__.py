@@ -18,8 +18,14 @@ from sparsenu.sim.detector import DetectorHits, detector_response, recombination
 from sparsenu.sim.event import SimEvent, iter_events, simulate_event
 from sparsenu.sim.material import LIQUID_ARGON, POLYSTYRENE, Material
 from sparsenu.sim.primaries import Primary, generate_primary
-from sparsenu.sim.propagation import (Deposits, SimulationCapWarning, csda_range_mm, dedx_mev_cm,
-                                      kinetic_from_range, propagate)
+from sparsenu.sim.propagation import (
+                                      Deposits,
+                                      SimulationCapWarning,
+                                      csda_range_mm,
+                                      dedx_mev_cm,
+                                      kinetic_from_range,
+                                      propagate,
+)
 from sparsenu.sim.seeds import STAGES, event_seed, stage_seed
 
 __all__ = [

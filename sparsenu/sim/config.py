@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import difflib
 import math
-from typing import Iterable, Literal, Optional
+from collections.abc import Iterable
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -73,7 +74,7 @@ class DetectorConfig(ConfigModel):
     voxel_size_mm: float = Field(3.8, ge=1e-3)
     drift_axis: Literal[0, 1, 2] = 0
     field_kv_cm: float = Field(0.5, ge=0.05, le=5.0)
-    drift_velocity_mm_us: Optional[float] = Field(None, gt=0.0)
+    drift_velocity_mm_us: float | None = Field(None, gt=0.0)
     temperature_k: float = Field(87.0, ge=80.0, le=95.0)
     lifetime_us: float = Field(2200.0, gt=0.0)
     diffusion_t_cm2_us: float = Field(8.8e-6, ge=0.0)
@@ -90,7 +91,7 @@ class DetectorConfig(ConfigModel):
     dead_channel_seed: int = 0
 
     @model_validator(mode="after")
-    def _check_volume(self) -> "DetectorConfig":
+    def _check_volume(self) -> DetectorConfig:
         vmin, vmax = self.volume_min_mm, self.volume_max_mm
         if not all(b > a for a, b in zip(vmin, vmax)):
             raise ValueError(f"volume_max_mm {vmax} must exceed volume_min_mm {vmin} on every axis")
@@ -115,7 +116,7 @@ class DetectorConfig(ConfigModel):
     def numeric_fields(cls) -> tuple[str, ...]:
         """Names of the real-valued fields (the ones a shift may scale or a range may vary)."""
         return tuple(name for name, f in cls.model_fields.items()
-                     if f.annotation in (float, Optional[float]))
+                     if f.annotation in (float, float | None))
 
     @property
     def grid_shape(self) -> tuple[int, int, int]:
@@ -194,7 +195,7 @@ class SimConfig(ConfigModel):
         return value
 
     @model_validator(mode="after")
-    def _check_fiducial(self) -> "SimConfig":
+    def _check_fiducial(self) -> SimConfig:
         if not all(b >= a for a, b in zip(self.fiducial_min_mm, self.fiducial_max_mm)):
             raise ValueError(f"fiducial_max_mm {self.fiducial_max_mm} must be >= fiducial_min_mm "
                              f"{self.fiducial_min_mm}")

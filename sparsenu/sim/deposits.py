@@ -1,8 +1,8 @@
 """Energy-deposit segments: the output of the propagation stage (struct of arrays)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -59,14 +59,14 @@ class Deposits:
         return float(self.de_mev.sum(dtype=np.float64))
 
     @classmethod
-    def empty(cls) -> "Deposits":
+    def empty(cls) -> Deposits:
         z3 = np.zeros((0, 3), np.float32)
         z = np.zeros(0, np.float32)
         zi = np.zeros(0, np.int32)
         return cls(z3, z3.copy(), z, z.copy(), zi, zi.copy())
 
     @classmethod
-    def concatenate(cls, items: Sequence["Deposits"]) -> "Deposits":
+    def concatenate(cls, items: Sequence[Deposits]) -> Deposits:
         """Concatenate several deposit sets (segment order kept)."""
         items = list(items)
         if not items:
@@ -78,7 +78,7 @@ class Deposits:
         return {f: getattr(self, f) for f in self.FIELDS}
 
     @classmethod
-    def from_arrays(cls, arrays: dict) -> "Deposits":
+    def from_arrays(cls, arrays: dict) -> Deposits:
         """Inverse of :meth:`to_arrays`; missing keys raise ValueError."""
         missing = [f for f in cls.FIELDS if f not in arrays]
         if missing:

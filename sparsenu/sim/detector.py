@@ -28,8 +28,9 @@ Chain, per energy-deposit segment:
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -71,7 +72,7 @@ class DetectorHits:
         return {"coords": self.coords, "charge": self.charge}
 
     @classmethod
-    def from_arrays(cls, arrays: Mapping[str, Any]) -> "DetectorHits":
+    def from_arrays(cls, arrays: Mapping[str, Any]) -> DetectorHits:
         """Inverse of :meth:`to_arrays`."""
         return cls(coords=arrays["coords"], charge=arrays["charge"])
 

@@ -33,7 +33,7 @@ electrons take up to ``ELECTRON_SUBSTEPS`` emissions per generation.
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -98,7 +98,7 @@ class PhotonCrossSections:
         return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def photon_cross_sections(material: Material = LIQUID_ARGON) -> PhotonCrossSections:
     """Cached :class:`PhotonCrossSections` of ``material``."""
     return PhotonCrossSections(material)

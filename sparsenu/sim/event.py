@@ -1,8 +1,9 @@
 """Full event simulation: primaries -> propagation -> detector response, with redraws."""
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -62,7 +63,7 @@ class SimEvent:
         }
 
     @classmethod
-    def from_arrays(cls, groups: Mapping[str, Mapping[str, Any]]) -> "SimEvent":
+    def from_arrays(cls, groups: Mapping[str, Mapping[str, Any]]) -> SimEvent:
         """Inverse of :meth:`to_arrays`."""
         ev = groups["events"]
         return cls(event_id=int(ev["event_id"]), label=int(ev["label"]), event_seed=int(ev["event_seed"]),

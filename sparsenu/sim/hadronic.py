@@ -38,7 +38,7 @@ not modelled, nucleons lose the target's mean removal energy S on the way out):
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -108,7 +108,7 @@ def _ashery_at_a(a: float) -> tuple[np.ndarray, np.ndarray]:
     return t[lo], np.array(out)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pion_channel_table(pdg: int, material: Material) -> tuple[np.ndarray, np.ndarray]:
     """Kinetic-energy grid and channel cross sections [4, m] (abs, cex, qe, production; mb)."""
     t_a, s_a = _ashery_at_a(material.hadron_target[1])
@@ -167,13 +167,14 @@ class InteractionTable:
         else:
             rate_dec = np.zeros_like(rate_had)
         dr = np.diff(self.r)
-        cum = lambda x: np.concatenate([[0.0], np.cumsum(0.5 * (x[1:] + x[:-1]) * dr)])
+        def cum(x):
+            return np.concatenate([[0.0], np.cumsum(0.5 * (x[1:] + x[:-1]) * dr)])
         self.lam_had = cum(rate_had)
         self.lam_tot = self.lam_had + cum(rate_dec)
         self.rate_had, self.rate_dec = rate_had, rate_dec
 
 
-@lru_cache(maxsize=None)
+@cache
 def interaction_table(pdg: int, material: Material = LIQUID_ARGON) -> InteractionTable:
     """Cached :class:`InteractionTable` (pdg 2212, 211 or -211)."""
     return InteractionTable(int(pdg), material)

@@ -29,7 +29,7 @@ material's own stopping-power table (:func:`sparsenu.sim.stopping.critical_energ
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import numpy as np
@@ -127,7 +127,7 @@ POLYSTYRENE = Material(
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_csv(name: str) -> tuple[tuple[str, ...], tuple[np.ndarray, ...]]:
     """Read ``sparsenu/sim/data/<name>`` (``#`` comments, one header line) into columns.
 

@@ -1,8 +1,9 @@
 """Stage 1: primary particle generation (pdg, kinetic energy, direction, vertex)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -60,12 +61,12 @@ class Primary:
         }
 
     @classmethod
-    def from_arrays(cls, arrays: Mapping[str, Any]) -> "Primary":
+    def from_arrays(cls, arrays: Mapping[str, Any]) -> Primary:
         """Inverse of :meth:`to_arrays` (one event's row of each array)."""
         return cls.from_dict(dict(arrays))
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Primary":
+    def from_dict(cls, d: dict) -> Primary:
         """Inverse of :meth:`to_dict` (also accepts numpy arrays)."""
         return cls(
             pdg=int(d["pdg"]), label=int(d["label"]),

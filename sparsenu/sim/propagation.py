@@ -20,18 +20,23 @@ bit-identical deposits.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
 from sparsenu.sim.deposits import Deposits
 from sparsenu.sim.em import shower
-from sparsenu.sim.hadronic import (MAX_INTERACTING_GENERATION, add_charged, add_em, after_stop,
-                                   interact, sample_interactions)
+from sparsenu.sim.hadronic import (
+    MAX_INTERACTING_GENERATION,
+    add_charged,
+    add_em,
+    after_stop,
+    interact,
+    sample_interactions,
+)
 from sparsenu.sim.material import LIQUID_ARGON, POLYSTYRENE, Material
 from sparsenu.sim.primaries import Primary
-from sparsenu.sim.stopping import (csda_range_mm, dedx_mev_cm, kinetic_from_range, range_table,
-                                   species_of)
+from sparsenu.sim.stopping import csda_range_mm, dedx_mev_cm, kinetic_from_range, range_table, species_of
 from sparsenu.sim.tracking import STEP_MAX_MM, Ctx, SimulationCapWarning, track
 
 __all__ = [

@@ -12,7 +12,7 @@ Units: kinetic energy in MeV, range in mm, stopping power in MeV/mm (public func
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -122,7 +122,7 @@ class RangeTable:
         return np.exp(np.interp(np.log(np.maximum(t, 1e-300)), self.logt, self.logs))
 
 
-@lru_cache(maxsize=None)
+@cache
 def range_table(species: int, material: Material = LIQUID_ARGON) -> RangeTable:
     """Cached :class:`RangeTable` of ``species`` (0 e, 1 mu, 2 pi, 3 p) in ``material``."""
     return RangeTable(float(SPECIES_MASS[species]), species == 0, material)
@@ -147,7 +147,7 @@ def kinetic_from_range(pdg: int, range_mm: np.ndarray | float, *,
     return range_table(species_of(pdg), material).kinetic_mev(np.asarray(range_mm, float))
 
 
-@lru_cache(maxsize=None)
+@cache
 def critical_energy_mev(material: Material = LIQUID_ARGON) -> float:
     """Electron critical energy (MeV), Rossi's definition used by the PDG tables.
 

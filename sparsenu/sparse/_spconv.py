@@ -27,14 +27,13 @@ Work-arounds for spconv on CPU-only torch:
 """
 from __future__ import annotations
 
-import torch
+import warnings
 
 import spconv.pytorch.cppcore as _cppcore
 import spconv.pytorch.functional as _Fsp
 import spconv.pytorch.ops as _ops
+import torch
 from spconv.core import ConvAlgo
-
-import warnings
 
 from sparsenu.sparse.backend import Backend
 from sparsenu.sparse.coords import pack_keys

@@ -163,7 +163,7 @@ class KernelMap:
             c[self.identity] = self.n_in
         return c
 
-    def transposed(self) -> "KernelMap":
+    def transposed(self) -> KernelMap:
         """The same pairs with input and output swapped (for transposed convolution)."""
         t = self._cache.get("T")
         if t is None:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 __all__ = ["Record", "record", "enabled", "timed", "add_flops", "add_shape"]
 

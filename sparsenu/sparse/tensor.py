@@ -1,7 +1,7 @@
 """The sparse tensor container and batch collation."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -150,7 +150,7 @@ class SparseTensor:
         return (f"SparseTensor(n_sites={len(self)}, channels={self.feats.shape[1]}, "
                 f"stride={self.stride}, batch_size={self.batch_size}, device={self.device})")
 
-    def replace(self, feats: torch.Tensor) -> "SparseTensor":
+    def replace(self, feats: torch.Tensor) -> SparseTensor:
         """A tensor with the same coordinates, stride and manager and new features.
 
         Parameters
@@ -166,7 +166,7 @@ class SparseTensor:
         return SparseTensor(self.coords, feats, self.stride, self.manager, self._batch_size,
                             _validated=True)
 
-    def to(self, device) -> "SparseTensor":
+    def to(self, device) -> SparseTensor:
         """Copy to ``device`` (a new coordinate manager when the device changes)."""
         device = torch.device(device)
         if device == self.device:

@@ -10,7 +10,7 @@ contrastive, resim -- see :mod:`sparsenu.train.methods`.
 """
 from sparsenu.train.checkpoint import LoadedModel, load_checkpoint, read_checkpoint, save_checkpoint
 from sparsenu.train.methods import METHOD_CLASSES, Method, get_method
-from sparsenu.train.trainer import TrainResult, Trainer, train
+from sparsenu.train.trainer import Trainer, TrainResult, train
 
 __all__ = ["train", "TrainResult", "Trainer", "load_checkpoint", "LoadedModel", "read_checkpoint",
            "save_checkpoint", "Method", "METHOD_CLASSES", "get_method"]

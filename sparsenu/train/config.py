@@ -6,8 +6,9 @@ it, the re-simulation ranges against the detector's numeric fields.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Sequence, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -44,7 +45,7 @@ class SimulateSpec(SimulationConfig):
     n_val: int = Field(50, ge=0)
     n_target: int = Field(0, ge=0)
     target_detector: dict[str, Any] = Field(default_factory=dict)
-    cache_dir: Optional[str] = None
+    cache_dir: str | None = None
     workers: PositiveInt = 1
 
     @field_validator("target_detector")
@@ -54,7 +55,7 @@ class SimulateSpec(SimulationConfig):
         return value
 
     @model_validator(mode="after")
-    def _check_target(self) -> "SimulateSpec":
+    def _check_target(self) -> SimulateSpec:
         self.target_detector_config  # noqa: B018 - validates the values
         return self
 
@@ -76,16 +77,16 @@ class DataConfig(ConfigModel):
     multiplies the voxel features (ADC) as they are read.
     """
 
-    train: Optional[str] = None
-    val: Optional[str] = None
-    target: Optional[str] = None
-    raw_train: Optional[str] = None
-    simulate: Optional[SimulateSpec] = None
+    train: str | None = None
+    val: str | None = None
+    target: str | None = None
+    raw_train: str | None = None
+    simulate: SimulateSpec | None = None
     feature_scale: PositiveFloat = 1.0
     num_workers: int = Field(0, ge=0, le=64)
 
     @model_validator(mode="after")
-    def _check_sources(self) -> "DataConfig":
+    def _check_sources(self) -> DataConfig:
         if self.simulate is None and self.train is None:
             raise ValueError("give 'data.train' (a sparse-tensor file) or a 'data.simulate' block")
         if self.simulate is not None and (self.train or self.val or self.target or self.raw_train):
@@ -109,16 +110,16 @@ class ModelConfig(ConfigModel):
     ``preset`` ("cpu" or "paper"), when given, replaces widths/depths/embed_dim/pool.
     """
 
-    preset: Optional[Literal["cpu", "paper"]] = None
+    preset: Literal["cpu", "paper"] | None = None
     widths: tuple[PositiveInt, ...] = (16, 32, 64)
     depths: tuple[PositiveInt, ...] = (1, 1, 1)
-    embed_dim: Optional[PositiveInt] = None
+    embed_dim: PositiveInt | None = None
     pool: Literal["max", "avg"] = "max"
     in_channels: PositiveInt = 1
     n_classes: int = Field(5, ge=2)
 
     @model_validator(mode="after")
-    def _check_stages(self) -> "ModelConfig":
+    def _check_stages(self) -> ModelConfig:
         if not self.widths or len(self.widths) != len(self.depths):
             raise ValueError(f"'model.widths' and 'model.depths' need the same non-zero length, "
                              f"got {list(self.widths)} and {list(self.depths)}")
@@ -150,10 +151,10 @@ class OptimConfig(ConfigModel):
     epochs: PositiveInt = 10
     scheduler: Literal["none", "cosine"] = "none"
     warmup_epochs: int = Field(0, ge=0)
-    grad_clip: Optional[PositiveFloat] = None
+    grad_clip: PositiveFloat | None = None
 
     @model_validator(mode="after")
-    def _check_warmup(self) -> "OptimConfig":
+    def _check_warmup(self) -> OptimConfig:
         if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
             raise ValueError(f"'optim.warmup_epochs' ({self.warmup_epochs}) must be < optim.epochs ({self.epochs})")
         return self
@@ -168,7 +169,7 @@ class HeadConfig(ConfigModel):
     labelled training set, for ``epochs`` epochs at ``lr`` (0 epochs: no head).
     """
 
-    hidden_dim: Optional[PositiveInt] = None
+    hidden_dim: PositiveInt | None = None
     epochs: int = Field(20, ge=0)
     lr: PositiveFloat = 1e-2
     batch_size: PositiveInt = 256
@@ -192,12 +193,12 @@ class ResimConfig(ConfigModel):
     (new seed, same primary).
     """
 
-    detector_ranges: Optional[dict[str, tuple[float, float]]] = None
+    detector_ranges: dict[str, tuple[float, float]] | None = None
     resim_propagation: bool = False
 
     @field_validator("detector_ranges")
     @classmethod
-    def _check_ranges(cls, value: Optional[dict[str, tuple[float, float]]]) -> Optional[dict[str, tuple[float, float]]]:
+    def _check_ranges(cls, value: dict[str, tuple[float, float]] | None) -> dict[str, tuple[float, float]] | None:
         DetectorConfig.check_names(value or {}, numeric=True)
         for k, (lo, hi) in (value or {}).items():
             if not lo <= hi:
@@ -219,7 +220,7 @@ class CheckpointConfig(ConfigModel):
     save_best: bool = True
 
 
-AugmentSpec = Optional[Union[str, list[Any], dict[str, Any]]]
+AugmentSpec = str | list[Any] | dict[str, Any] | None
 
 
 class ExperimentConfig(ConfigModel):
@@ -238,7 +239,7 @@ class ExperimentConfig(ConfigModel):
     method: Literal["classifier", "classifier_aug", "dann", "contrastive", "resim"] = "classifier"
     seed: int = Field(0, ge=0, lt=2**63)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: Optional[int] = Field(None, ge=1, le=1024)
+    threads: int | None = Field(None, ge=1, le=1024)
     data: DataConfig = Field(default_factory=lambda: DataConfig(simulate=SimulateSpec()))
     model: ModelConfig = Field(default_factory=ModelConfig)
     augment: AugmentSpec = None
@@ -263,7 +264,7 @@ class ExperimentConfig(ConfigModel):
         return value
 
     @model_validator(mode="after")
-    def _check_method(self) -> "ExperimentConfig":
+    def _check_method(self) -> ExperimentConfig:
         if not self.name or "/" in self.name or self.name in (".", ".."):
             raise ValueError(f"'name' must be a plain run name, got {self.name!r}")
         if self.method == "classifier" and self.augment not in (None, "none", [], {}):

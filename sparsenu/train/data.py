@@ -8,9 +8,9 @@ interrupted one exactly, whatever the number of DataLoader workers.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch

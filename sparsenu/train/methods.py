@@ -70,7 +70,7 @@ def cat_sparse(xs: list) -> Any:
 class Net(nn.Module):
     """Encoder + the heads trained jointly with it (the module DDP wraps).
 
-    ``forward(x) -> (h [B, D], {head name: head(h)})``.
+    ``forward(x, head_kwargs) -> (h [B, D], {head name: head(h, **head_kwargs[name])})``.
     """
 
     def __init__(self, encoder: nn.Module, heads: dict[str, nn.Module]) -> None:
@@ -78,9 +78,11 @@ class Net(nn.Module):
         self.encoder = encoder
         self.heads = nn.ModuleDict(heads)
 
-    def forward(self, x) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, x, head_kwargs: dict[str, dict[str, Any]] | None = None
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         h = self.encoder(x)
-        return h, {name: head(h) for name, head in self.heads.items()}
+        kw = head_kwargs or {}
+        return h, {name: head(h, **kw.get(name, {})) for name, head in self.heads.items()}
 
 
 def knn_loo_accuracy(emb: torch.Tensor, labels: torch.Tensor, k: int = 5) -> float | None:
@@ -252,8 +254,7 @@ class DannMethod(Method):
         xt = trainer.to_device(tgt["views"][0])
         b_s, b_t = int(labels.shape[0]), int(tgt["labels"].shape[0])
         lambd = float(dann_lambda(trainer.progress))
-        trainer.heads["domain"].lambd = lambd
-        _, out = trainer.forward(cat_sparse([xs, xt]))
+        _, out = trainer.forward(cat_sparse([xs, xt]), head_kwargs={"domain": {"lambd": lambd}})
         logits = out["classifier"][:b_s]
         dom = out["domain"]
         dom_labels = torch.cat([torch.zeros(b_s, dtype=torch.long), torch.ones(b_t, dtype=torch.long)]).to(dom.device)

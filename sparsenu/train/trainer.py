@@ -10,41 +10,33 @@ sampler seeded by ``(seed, stream, e)`` and draws augmentations from
 ``(seed, e, event, view)``. An interrupted run resumes from the end-of-epoch
 ``last.pt`` and re-runs the interrupted epoch, which then reproduces the
 uninterrupted run exactly (bit-identical weights on CPU).
-
-Test hook: with the environment variable ``SPARSENU_FAIL_AFTER_STEPS=N`` the
-training raises ``RuntimeError`` right after optimiser step ``N`` (a simulated
-crash, used by the resume tests).
 """
 from __future__ import annotations
 
-import gc
-
 import csv
+import gc
 import math
 import os
 import random
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from sparsenu.errors import SparsenuError
-from sparsenu.train.checkpoint import (CHECKPOINT_FORMAT, get_rng_state, read_checkpoint, save_checkpoint,
-                                       set_rng_state)
 from sparsenu.data import SparseH5Dataset, collate_views
+from sparsenu.errors import SparsenuError
+from sparsenu.train.checkpoint import CHECKPOINT_FORMAT, get_rng_state, read_checkpoint, save_checkpoint, set_rng_state
 from sparsenu.train.data import DataFiles, EpochSampler, derive_seed, prepare_data
-from sparsenu.train.distributed import (DistInfo, all_reduce_sum, barrier, cleanup_distributed,
-                                        init_distributed)
+from sparsenu.train.distributed import DistInfo, all_reduce_sum, barrier, cleanup_distributed, init_distributed
 from sparsenu.train.methods import Method, Net, build_encoder, get_method
 
-__all__ = ["Trainer", "TrainResult", "train", "FAIL_ENV"]
-
-FAIL_ENV = "SPARSENU_FAIL_AFTER_STEPS"
+__all__ = ["Trainer", "TrainResult", "train"]
 
 
 @dataclass
@@ -169,9 +161,10 @@ class Trainer:
     def to_device(self, x):
         return x.to(self.device)
 
-    def forward(self, x):
-        """``(h [B, D], {joint head: output})`` through the (DDP-wrapped) network."""
-        return self.ddp_net(x)
+    def forward(self, x, head_kwargs: dict[str, dict[str, Any]] | None = None):
+        """``(h [B, D], {joint head: output})`` through the (DDP-wrapped) network; ``head_kwargs``
+        are per-head keyword arguments of this call (e.g. DANN's gradient-reversal strength)."""
+        return self.ddp_net(x, head_kwargs)
 
     def make_loader(self, ds, *, shuffle: bool, stream: str, batch_size: int | None = None,
                     distributed: bool = True, drop_last: bool | None = None) -> torch.utils.data.DataLoader:
@@ -366,7 +359,6 @@ class Trainer:
                 raise SparsenuError("logging.tensorboard is true but the 'tensorboard' package is not "
                                     "installed (pip install sparsenu[tensorboard])") from None
             self._tb = SummaryWriter(str(self.run_dir / "tb"))
-        fail_after = int(os.environ.get(FAIL_ENV, "0") or 0)
         epochs = cfg.optim.epochs
         for epoch in range(self.start_epoch, epochs):
             self._seed_epoch(epoch)
@@ -404,9 +396,6 @@ class Trainer:
                 if self._tb is not None and self.global_step % cfg.logging.log_every == 0:
                     self._tb.add_scalar("train/step_loss", lv, self.global_step)
                     self._tb.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.global_step)
-                if fail_after and self.global_step >= fail_after:
-                    bar.close()
-                    raise RuntimeError(f"{FAIL_ENV}={fail_after}: simulated failure after step {self.global_step}")
             bar.close()
             elapsed = time.perf_counter() - t0
             keys = sorted(sums)

@@ -28,9 +28,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from sparsenu.errors import SparsenuError
 from sparsenu.data.formats import Chunk, FileInfo
 from sparsenu.data.formats.schema import open_h5, validate_h5
+from sparsenu.errors import SparsenuError
 
 __all__ = ["PDG_TO_LABEL", "pdg_to_label", "decode_voxel_ids", "encode_voxel_ids", "producers",
            "inspect", "read_chunk"]

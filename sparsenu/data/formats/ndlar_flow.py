@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sparsenu.errors import SparsenuError
 from sparsenu.data.formats import Chunk, FileInfo
 from sparsenu.data.formats.schema import open_h5, validate_h5
+from sparsenu.errors import SparsenuError
 
 __all__ = ["DEFAULT_VOXEL_MM", "CM_TO_MM", "EVENTS", "HITS", "REF", "REF_REGION", "inspect", "read_chunk"]
 

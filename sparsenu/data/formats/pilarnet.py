@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sparsenu.errors import SparsenuError
 from sparsenu.data.formats import Chunk, FileInfo
 from sparsenu.data.formats.schema import open_h5, validate_h5
+from sparsenu.errors import SparsenuError
 
 __all__ = ["VOXEL_MM", "GRID_VOXELS", "POINT_COLUMNS", "inspect", "read_chunk"]
 

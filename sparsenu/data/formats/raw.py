@@ -29,8 +29,9 @@ under the same group, so :func:`read_event` can rebuild the simulator objects ex
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import h5py
 import numpy as np
@@ -147,7 +148,7 @@ class RawWriter(AtomicH5Writer):
     def _finish(self) -> None:
         f = self._f
         if not self._apps:  # zero events: the layout of an empty file, from a template event
-            from sparsenu.sim import DetectorHits, Deposits, Primary
+            from sparsenu.sim import Deposits, DetectorHits, Primary
 
             template = SimEvent(0, 0, 0, Primary.from_dict({
                 "pdg": 0, "label": 0, "kinetic_energy_mev": 0.0, "direction": [0, 0, 1],
@@ -281,7 +282,7 @@ class RawReader:
         """Close this process' handle (a later read reopens the file)."""
         self._h5.close()
 
-    def __enter__(self) -> "RawReader":
+    def __enter__(self) -> RawReader:
         return self
 
     def __exit__(self, *exc: Any) -> None:

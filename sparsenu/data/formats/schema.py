@@ -119,7 +119,7 @@ def describe_h5(f: h5py.File) -> dict:
     return {"attrs": attrs, "datasets": datasets, "groups": groups}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_schema(name: str) -> dict:
     """Load ``sparsenu/data/schemas/<name>.json`` (cached)."""
     text = resources.files("sparsenu.data").joinpath("schemas", f"{name}.json").read_text("utf-8")

@@ -16,8 +16,9 @@ appears only when complete) and compressed with the one policy (shuffle + deflat
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import h5py
 import numpy as np
@@ -223,7 +224,7 @@ def write_sparse(
     labels = [-1] * n if labels is None else list(labels)
     event_ids = list(range(n)) if event_ids is None else list(event_ids)
     n_feats = 1
-    for c, x in events:
+    for _, x in events:
         x = np.asarray(x)
         if x.size:
             n_feats = 1 if x.ndim == 1 else int(x.shape[1])

@@ -6,8 +6,8 @@ the readers can be tested without downloading anything.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import h5py
 import numpy as np

@@ -9,8 +9,17 @@ Three small modules, in the order the work happens:
   evaluation (:func:`sparsenu.eval.evaluate.evaluate_checkpoint`) and the report
   (:mod:`sparsenu.eval.report`, :mod:`sparsenu.eval.plots`).
 """
-from sparsenu.eval.suite.config import (MethodSpec, ResolvedShift, ShiftSpec, SuiteConfig, SuiteDataConfig,
-                                        SuiteEvalConfig, TargetSpec, load_suite, resolve_shifts)
+from sparsenu.eval.suite.config import (
+                                        MethodSpec,
+                                        ResolvedShift,
+                                        ShiftSpec,
+                                        SuiteConfig,
+                                        SuiteDataConfig,
+                                        SuiteEvalConfig,
+                                        TargetSpec,
+                                        load_suite,
+                                        resolve_shifts,
+)
 from sparsenu.eval.suite.runner import BenchmarkResult, run_benchmark
 
 __all__ = ["SuiteConfig", "SuiteDataConfig", "MethodSpec", "ShiftSpec", "TargetSpec", "SuiteEvalConfig",

@@ -7,9 +7,10 @@ shifts are resolved into concrete, validated :class:`~sparsenu.sim.DetectorConfi
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from pydantic import Field, model_validator
 
@@ -41,7 +42,7 @@ class SuiteDataConfig(SimulationConfig):
     n_train: int = Field(2000, ge=1)
     n_val: int = Field(500, ge=1)
     n_test: int = Field(1000, ge=1)
-    cache_dir: Optional[str] = None
+    cache_dir: str | None = None
     workers: int = Field(1, ge=1)
 
 
@@ -52,7 +53,7 @@ class _DetectorOverrides(ConfigModel):
     scale: dict[str, float] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _check_keys(self) -> "_DetectorOverrides":
+    def _check_keys(self) -> _DetectorOverrides:
         DetectorConfig.check_names(self.detector)
         DetectorConfig.check_names(self.scale, numeric=True)
         both = set(self.detector) & set(self.scale)
@@ -101,10 +102,10 @@ class MethodSpec(ConfigModel):
         default (None): only for ``method: dann``.
     """
 
-    config: Optional[str] = None
+    config: str | None = None
     train: dict[str, Any] = Field(default_factory=dict)
     overrides: list[str] = Field(default_factory=list)
-    use_target: Optional[bool] = None
+    use_target: bool | None = None
 
 
 class ShiftSpec(_DetectorOverrides):
@@ -124,11 +125,11 @@ class ShiftSpec(_DetectorOverrides):
         Human description for the report (default: generated).
     """
 
-    parameter: Optional[str] = None
-    label: Optional[str] = None
+    parameter: str | None = None
+    label: str | None = None
 
     @model_validator(mode="after")
-    def _check_shift(self) -> "ShiftSpec":
+    def _check_shift(self) -> ShiftSpec:
         if not self.detector and not self.scale:
             raise ValueError("a shift needs at least one 'detector' or 'scale' override")
         if self.parameter is not None and self.parameter not in DetectorConfig.model_fields:
@@ -161,7 +162,7 @@ class SuiteEvalConfig(ConfigModel):
     device: str = "cpu"
     probe_c: float = Field(1.0, gt=0.0)
     probe_max_iter: int = Field(2000, ge=1)
-    projection_shift: Optional[str] = None
+    projection_shift: str | None = None
 
 
 def _check_name(name: str) -> None:
@@ -196,7 +197,7 @@ class SuiteConfig(ConfigModel):
     eval: SuiteEvalConfig = Field(default_factory=SuiteEvalConfig)
 
     @model_validator(mode="after")
-    def _check_suite(self) -> "SuiteConfig":
+    def _check_suite(self) -> SuiteConfig:
         if not self.seeds:
             raise ValueError("'seeds' must list at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
