@@ -14,6 +14,7 @@ from sparsenu.eval.stats import (
     events_for_binomial_se,
     mean_and_se,
     paired_bootstrap,
+    paired_shift_summary,
     shift_summary,
     significant,
 )
@@ -208,6 +209,30 @@ def test_shift_summary_rejects_misaligned_sets():
         shift_summary({"x": np.ones((1, 10), bool)})
     with pytest.raises(ValueError, match="shifted"):
         shift_summary({"nominal": np.ones((1, 10), bool)})
+
+
+def test_paired_shift_summary_known_differences():
+    n = 1000
+    base = {"nominal": _acc_rows([0.8, 0.82], n, 0), "s1": _acc_rows([0.6, 0.62], n, 1),
+            "s2": _acc_rows([0.5, 0.55], n, 2)}
+    same = paired_shift_summary(base, base, n_boot=500)
+    assert all(ci.estimate == ci.low == ci.high == 0.0 for ci in same.values())
+    # A is right on 40 more events of s1 (per seed): mean shifted +40 / (1000 * 2), drop -0.02.
+    better = {k: v.copy() for k, v in base.items()}
+    for s in range(2):
+        wrong = np.flatnonzero(~better["s1"][s])[:40]
+        better["s1"][s, wrong] = True
+    d = paired_shift_summary(better, base, n_boot=2000, seed=2)
+    assert d["nominal"].estimate == 0.0 and d["nominal"].low == d["nominal"].high == 0.0
+    assert d["mean_shifted"].estimate == pytest.approx(0.02)
+    assert d["mean_drop"].estimate == pytest.approx(-0.02)
+    assert d["mean_drop"].significant and d["mean_drop"].high < 0
+    assert d["worst"].estimate == pytest.approx(0.0)  # s2 stays the worst set of both
+    # the drop difference lives on 40 events per seed: sd = sqrt((0.04 * 0.25 - 0.02^2) / (2 * 1000))
+    half = (d["mean_drop"].high - d["mean_drop"].low) / 2
+    assert half == pytest.approx(1.96 * math.sqrt((0.04 * 0.25 - 0.02**2) / 2000), rel=0.2)
+    with pytest.raises(ValueError, match="share"):
+        paired_shift_summary(base, {"nominal": base["nominal"], "s1": base["s1"]})
 
 
 def test_align_events():

@@ -246,7 +246,9 @@ def expand_severities(
     Parameters
     ----------
     axes : iterable of axis names, or mapping name -> SeverityAxis, optional
-        Which axes (default: all of :data:`SEVERITY_AXES`); a mapping supplies custom axes.
+        Which axes (default: all of :data:`SEVERITY_AXES`); a mapping supplies custom axes, e.g.
+        an opposite direction ``{"gain_up": SeverityAxis("gain", "scale", (1.04, ..., 1.2), ...)}``.
+        The shift names are ``<name>-s<severity>``.
     levels : sequence of int
         Severities to produce, each in 1..5.
     model_changes : bool
@@ -294,9 +296,9 @@ def expand_severities(
         raise ValueError(f"throws must be >= 0, got {throws}")
 
     out: dict[str, dict[str, Any]] = {}
-    for axis in table.values():
+    for key, axis in table.items():
         for s in levels:
-            out[f"{axis.parameter}-s{s}"] = _level_entry(axis, int(s), nominal)
+            out[f"{key}-s{s}"] = _level_entry(axis, int(s), nominal)
     if model_changes:
         for name, (overrides, label) in MODEL_CHANGES.items():
             param = next(iter(overrides))

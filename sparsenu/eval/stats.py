@@ -11,7 +11,8 @@ compared on the *same* events (same test set, same event order), so their differ
   seeds and then events within each resampled seed (two-stage, "hierarchical" bootstrap).
 - :func:`significant`: the interval excludes 0.
 - :func:`shift_summary`: mean accuracy over shifted sets, worst case, mean drop relative to
-  nominal (an mCE analogue), each with a seed standard error and a bootstrap interval.
+  nominal (an mCE analogue), each with a seed standard error and a bootstrap interval;
+  :func:`paired_shift_summary`: paired intervals for the differences of those figures.
 - :func:`align_events`: put a shifted set's correctness on the nominal event order (a shifted
   detector can drop events that left no signal).
 
@@ -48,6 +49,7 @@ __all__ = [
     "significant",
     "SummaryFigure",
     "shift_summary",
+    "paired_shift_summary",
     "align_events",
 ]
 
@@ -305,6 +307,32 @@ def significant(ci: BootstrapCI) -> bool:
 # ----------------------------------------------------------------------------- shift summary
 
 
+def _stack_sets(correct: Mapping[str, ArrayLike], nominal: str) -> tuple[list[str], NDArray[np.float64]]:
+    """Shifted-set names and the correctness stacked as ``[S, E, 1 + T]`` (nominal first)."""
+    if nominal not in correct:
+        raise ValueError(f"shift summary: no nominal test set {nominal!r}; got {sorted(correct)}")
+    names = [k for k in correct if k != nominal]
+    if not names:
+        raise ValueError("shift summary: need at least one shifted test set besides the nominal one")
+    arrays = [_as_correct(correct[nominal], nominal)] + [_as_correct(correct[k], k) for k in names]
+    shape = arrays[0].shape
+    bad = [k for k, a in zip([nominal, *names], arrays, strict=True) if a.shape != shape]
+    if bad:
+        raise ValueError(f"shift summary: test sets {bad} do not have the nominal shape {shape} "
+                         "[n_seeds, n_events]; align them on the nominal events with align_events()")
+    return names, np.stack(arrays, axis=-1)
+
+
+def _figures(acc: NDArray[np.float64]) -> dict[str, NDArray[np.float64]]:
+    """Summary figures from seed-averaged accuracies ``[..., 1 + T]`` (nominal first)."""
+    return {
+        "nominal": acc[..., 0],
+        "mean_shifted": acc[..., 1:].mean(axis=-1),
+        "worst": acc[..., 1:].min(axis=-1),
+        "mean_drop": acc[..., 0] - acc[..., 1:].mean(axis=-1),
+    }
+
+
 @dataclass(frozen=True)
 class SummaryFigure:
     """One summary number of a method with its two uncertainties.
@@ -374,18 +402,7 @@ def shift_summary(
     dict with keys ``nominal``, ``mean_shifted``, ``worst``, ``mean_drop`` -> SummaryFigure
     """
     _check_boot_args(n_boot, confidence)
-    if nominal not in correct:
-        raise ValueError(f"shift_summary: no nominal test set {nominal!r}; got {sorted(correct)}")
-    names = [k for k in correct if k != nominal]
-    if not names:
-        raise ValueError("shift_summary: need at least one shifted test set besides the nominal one")
-    arrays = [_as_correct(correct[nominal], nominal)] + [_as_correct(correct[k], k) for k in names]
-    shape = arrays[0].shape
-    bad = [k for k, a in zip([nominal, *names], arrays, strict=True) if a.shape != shape]
-    if bad:
-        raise ValueError(f"shift_summary: test sets {bad} do not have the nominal shape {shape} "
-                         "[n_seeds, n_events]; align them on the nominal events with align_events()")
-    x = np.stack(arrays, axis=-1)  # [S, E, 1 + T]
+    names, x = _stack_sets(correct, nominal)
     acc = x.mean(axis=1)  # [S, 1 + T]
     nom, shifted = acc[:, 0], acc[:, 1:]
     t_worst = int(np.argmin(shifted.mean(axis=0)))
@@ -397,12 +414,7 @@ def shift_summary(
     }
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     boot = _hierarchical_means(list(x), int(n_boot), rng)  # [B, 1 + T] seed-averaged accuracies
-    boot_fig = {
-        "nominal": boot[:, 0],
-        "mean_shifted": boot[:, 1:].mean(axis=1),
-        "worst": boot[:, 1:].min(axis=1),
-        "mean_drop": boot[:, 0] - boot[:, 1:].mean(axis=1),
-    }
+    boot_fig = _figures(boot)
     out = {}
     for key, vals in per_seed.items():
         est, se = mean_and_se(vals)
@@ -411,6 +423,46 @@ def shift_summary(
         lo, hi = _percentile(boot_fig[key], confidence)
         out[key] = SummaryFigure(est, se, float(lo), float(hi),
                                  detail=names[t_worst] if key == "worst" else "")
+    return out
+
+
+def paired_shift_summary(
+    correct_a: Mapping[str, ArrayLike],
+    correct_b: Mapping[str, ArrayLike],
+    nominal: str = "nominal",
+    *,
+    n_boot: int = 2000,
+    confidence: float = 0.95,
+    seed: int | np.random.Generator = 0,
+) -> dict[str, BootstrapCI]:
+    """Paired bootstrap intervals for the differences A - B of the :func:`shift_summary` figures.
+
+    E.g. ``mean_drop`` A - B < 0 with an interval excluding 0: A loses significantly less
+    accuracy under shift than B. Both methods must have the same test sets, seeds and events;
+    one two-stage resample (seeds paired by index, then events) is applied to both methods and
+    all test sets at once, which keeps every pairing. ``worst`` compares each method's own
+    worst set (they may differ). Interval and parameters as in :func:`paired_bootstrap`.
+
+    Returns
+    -------
+    dict with keys ``nominal``, ``mean_shifted``, ``worst``, ``mean_drop`` -> BootstrapCI
+    """
+    _check_boot_args(n_boot, confidence)
+    names_a, xa = _stack_sets(correct_a, nominal)
+    names_b, xb = _stack_sets(correct_b, nominal)
+    if names_a != names_b or xa.shape != xb.shape:
+        raise ValueError(f"paired_shift_summary: methods must share test sets, seeds and events; got sets "
+                         f"{names_a} vs {names_b}, shapes {xa.shape} vs {xb.shape}")
+    k = xa.shape[-1]
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    boot = _hierarchical_means(list(np.concatenate([xa, xb], axis=-1)), int(n_boot), rng)  # [B, 2k]
+    obs_a, obs_b = _figures(xa.mean(axis=1).mean(axis=0)), _figures(xb.mean(axis=1).mean(axis=0))
+    ba, bb = _figures(boot[:, :k]), _figures(boot[:, k:])
+    out = {}
+    for key in obs_a:
+        lo, hi = _percentile(ba[key] - bb[key], confidence)
+        out[key] = BootstrapCI(float(obs_a[key] - obs_b[key]), float(lo), float(hi), float(confidence),
+                               int(n_boot), xa.shape[0], xa.shape[1])
     return out
 
 
