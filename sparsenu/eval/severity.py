@@ -1,7 +1,8 @@
 """Detector-shift severities as data: 5 levels per detector parameter, a model change, random throws.
 
 Like ImageNet-C (Hendrycks & Dietterich, ICLR 2019, arXiv:1903.12261) and ModelNet40-C (Sun et
-al., ICLR 2022, arXiv:2201.12296), every shift axis has 5 severity levels, from mild (1) to the
+al., "Benchmarking Robustness of 3D Point Cloud Recognition Against Common Corruptions",
+arXiv:2201.12296), every shift axis has 5 severity levels, from mild (1) to the
 edge of what a real detector meets (5). Each axis moves a :class:`sparsenu.sim.DetectorConfig`
 field in the direction that *degrades* the image (less charge, more smearing, more noise, fewer
 voxels); the random throws below cover both sides of nominal. Shifts are written exactly as the

@@ -1,7 +1,7 @@
 """Label-free test-time adaptation of a trained encoder on the unlabelled shifted test set.
 
 - :func:`adabn` -- AdaBN (Y. Li, N. Wang, J. Shi, J. Liu and X. Hou, "Revisiting Batch
-  Normalization For Practical Domain Adaptation", ICLR workshop 2017, arXiv:1603.04779): replace
+  Normalization For Practical Domain Adaptation", arXiv:1603.04779; Pattern Recognition 80 (2018)): replace
   every BatchNorm layer's source statistics by statistics of the target data.
 - :func:`tent` -- TENT (D. Wang, E. Shelhamer, S. Liu, B. Olshausen and T. Darrell, "Tent: Fully
   Test-Time Adaptation by Entropy Minimization", ICLR 2021, arXiv:2006.10726): BatchNorm layers
