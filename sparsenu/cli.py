@@ -55,7 +55,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _cmd_preprocess(args: argparse.Namespace) -> int:
     from sparsenu.data.preprocess import preprocess
+    from sparsenu.data.shards import parse_shard
 
+    shard = parse_shard(args.shard) if args.shard is not None else None
     summary = preprocess(
         args.inputs,
         args.output,
@@ -66,6 +68,7 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
         strict=args.strict,
         producer=args.producer,
         progress=not args.quiet,
+        shard=shard,
     )
     print(summary)
     return 0
@@ -137,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=_positive_int, default=1)
     s.add_argument("--overwrite", action="store_true")
     s.add_argument("--strict", action="store_true", help="fail on any bad event instead of skipping")
+    s.add_argument("--shard", default=None, metavar="I/N",
+                   help="convert only part I of N (0-based) of the inputs: sorted by path, every N-th from I")
     common(s)
     s.set_defaults(func=_cmd_preprocess)
 

@@ -26,6 +26,7 @@ import torch
 
 from sparsenu.errors import SparsenuError
 from sparsenu.data.formats.sparse_h5 import open_sparse, read_sparse_attrs
+from sparsenu.data.shards import ShardIndex, resolve_paths
 
 __all__ = ["EventViewDataset", "SparseH5Dataset", "collate_views", "view_generator"]
 
@@ -142,8 +143,15 @@ class SparseH5Dataset(EventViewDataset):
 
     Parameters
     ----------
-    path : path
+    path : path, glob pattern or list of them
         Sparse-tensor HDF5 file (validated on construction; SparsenuError if not one).
+        Several files (a list, or a pattern such as ``"shards/train-*.h5"``, expanded in
+        sorted order) are read as one data set without copying, in the given order
+        (:class:`sparsenu.data.shards.ShardIndex`); they must agree on voxel size,
+        origin and feature columns. Rows, ``indices``, augmentation seeds and samplers
+        then refer to the concatenated rows, so ``EpochSampler(len(ds), ..., rank,
+        world_size)`` splits a sharded data set between ``torchrun`` ranks exactly like
+        one file: nothing else is needed for distributed training.
     transform : callable, optional
         ``transform(coords int32 [n,3], feats float32 [n,F], generator) -> (coords, feats)``;
         ``None`` returns the event unchanged in every view.
@@ -166,20 +174,30 @@ class SparseH5Dataset(EventViewDataset):
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | Path | Sequence[str | Path],
         transform: Transform | None = None,
         n_views: int = 1,
         seed: int = 0,
         feature_scale: float = 1.0,
         indices: Sequence[int] | np.ndarray | None = None,
     ) -> None:
-        with open_sparse(Path(path)) as f:
-            self._offsets = f["offsets"][()].astype(np.int64)
-            labels = f["labels"][()]
-            event_ids = f["event_id"][()]
-            self.attrs = read_sparse_attrs(f)
-            self.n_feats = int(f["feats"].shape[1])
-        super().__init__(Path(path), labels, event_ids, n_views=n_views, seed=seed,
+        self._shards: ShardIndex | None = None
+        paths = [Path(path)] if isinstance(path, (str, os.PathLike)) and os.path.isfile(path) \
+            else resolve_paths(path)
+        if len(paths) > 1:
+            self._shards = ShardIndex(paths)
+            self._offsets = self._shards.offsets
+            labels, event_ids = self._shards.labels, self._shards.event_ids
+            self.attrs, self.n_feats = self._shards.attrs, self._shards.n_feats
+        else:
+            with open_sparse(paths[0]) as f:
+                self._offsets = f["offsets"][()].astype(np.int64)
+                labels = f["labels"][()]
+                event_ids = f["event_id"][()]
+                self.attrs = read_sparse_attrs(f)
+                self.n_feats = int(f["feats"].shape[1])
+        self.paths = paths
+        super().__init__(paths[0], labels, event_ids, n_views=n_views, seed=seed,
                          feature_scale=feature_scale, transform=transform, indices=indices)
         self._h5: Any = None
         self._ds: Any = None
@@ -213,6 +231,8 @@ class SparseH5Dataset(EventViewDataset):
 
     def read_event(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """Raw arrays of file row ``row``: coords int32 [n,3], feats float32 [n,F]."""
+        if self._shards is not None:
+            return self._shards.read(row)
         coords, feats = self._datasets()
         a, b = int(self._offsets[row]), int(self._offsets[row + 1])
         return coords[a:b], feats[a:b]
@@ -225,6 +245,8 @@ class SparseH5Dataset(EventViewDataset):
 
     def close(self) -> None:
         """Close this process' file handle (reopened on the next read)."""
+        if self._shards is not None:
+            self._shards.close()
         if self._h5 is not None and self._pid == os.getpid():
             self._ds = None
             try:
