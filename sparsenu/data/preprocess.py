@@ -341,7 +341,8 @@ def _shard_id_offsets(reader: Any, all_inputs: Sequence[Path], mine: Sequence[Pa
         except SparsenuError:
             raise
         except (OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
-            raise SparsenuError(f"{p}: corrupt or unreadable: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+            first = str(exc).splitlines()[0] if str(exc) else repr(exc)
+            raise SparsenuError(f"{p}: corrupt or unreadable: {first}") from None
     return out
 
 
