@@ -123,7 +123,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
     print(show_event(args.input, args.output, row=args.event, event_id=args.event_id, fmt=args.format,
                      augment=args.augment, shift=args.shift, seed=args.seed, producer=args.producer,
-                     voxel_size_mm=args.voxel_size, overwrite=args.overwrite))
+                     voxel_size_mm=args.voxel_size, overwrite=args.overwrite, dpi=args.dpi))
     return 0
 
 
@@ -159,6 +159,7 @@ def _add_analysis_parsers(sub: argparse._SubParsersAction, common: Callable[[arg
     s.add_argument("--producer", default=None, help="larcv3 producer name")
     s.add_argument("--voxel-size", type=_positive_float, default=None, metavar="MM",
                    help="community formats: voxel size in mm (default: the input's own)")
+    s.add_argument("--dpi", type=_positive_int, default=110, help="figure resolution (a panel is 5 inches wide)")
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=_cmd_show)
 

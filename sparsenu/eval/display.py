@@ -339,7 +339,7 @@ def draw_event(panels: Sequence[tuple[EventView, str]], output: str | Path, *, o
     """
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
+    from matplotlib.colors import LogNorm, Normalize
     from matplotlib.figure import Figure
 
     from sparsenu.data.formats.sparse_h5 import atomic_output
@@ -350,8 +350,9 @@ def draw_event(panels: Sequence[tuple[EventView, str]], output: str | Path, *, o
         raise ValueError("draw_event: no panel")
     charges = [v.charge for v, _ in panels if len(v.charge)]
     qmax = max(float(np.max(c)) for c in charges)
-    qmin = min(0.0, min(float(np.min(c)) for c in charges))
-    norm = Normalize(vmin=qmin, vmax=qmax if qmax > qmin else qmin + 1.0)
+    qmin = min(float(np.min(c)) for c in charges)
+    # charge spans decades (track MIPs to shower cores): log scale when it is all positive
+    norm = LogNorm(vmin=qmin, vmax=qmax) if 0 < qmin < qmax else Normalize(vmin=min(qmin, 0.0), vmax=max(qmax, 1.0))
     cmap = colormaps["viridis"]
     centres = [v.centres_mm for v, _ in panels]
     allc = np.concatenate([c for c in centres if len(c)])
@@ -375,7 +376,7 @@ def draw_event(panels: Sequence[tuple[EventView, str]], output: str | Path, *, o
         ax.set_ylabel("y (mm)")
         ax.set_zlabel("z (mm)")
         ax.set_title(f"{subtitle}\n{len(view.charge)} voxels of {view.voxel_size_mm:g} mm, "
-                     f"charge {float(view.charge.sum()):.4g}", fontsize=9)
+                     f"total charge {float(view.charge.sum()):.1f}", fontsize=9)
         axes.append(ax)
     first = panels[0][0]
     fig.suptitle(_title(first), fontsize=11)
@@ -388,7 +389,8 @@ def draw_event(panels: Sequence[tuple[EventView, str]], output: str | Path, *, o
 
 def show_event(path: str | Path, output: str | Path, *, row: int | None = None, event_id: int | None = None,
                fmt: str = "auto", augment: Any = None, shift: Sequence[str] = (), seed: int = 0,
-               producer: str | None = None, voxel_size_mm: float | None = None, overwrite: bool = False) -> str:
+               producer: str | None = None, voxel_size_mm: float | None = None, overwrite: bool = False,
+               dpi: int = 110) -> str:
     """``sparsenu show``: draw one event, and its augmented / re-simulated versions beside it.
 
     Parameters
@@ -409,6 +411,8 @@ def show_event(path: str | Path, output: str | Path, *, row: int | None = None, 
         Seed of the augmentation generator.
     producer, voxel_size_mm : as for ``sparsenu preprocess``.
     overwrite : bool
+    dpi : int
+        Resolution of the figure (a panel is 5 inches wide).
 
     Returns
     -------
@@ -426,6 +430,6 @@ def show_event(path: str | Path, output: str | Path, *, row: int | None = None, 
         panels.append((augmented_view(view, augment, seed), f"augmented: {augment} (seed {seed})"))
     if shift:
         panels.append((shifted_view(view, shift), "detector: " + ", ".join(shift)))
-    draw_event(panels, output, overwrite=overwrite)
+    draw_event(panels, output, overwrite=overwrite, dpi=dpi)
     return (f"wrote {output}: event {view.event_id} (row {view.row}) of {Path(path).name} ({view.fmt}), "
             f"{len(panels)} panel(s): " + "; ".join(s for _, s in panels))
