@@ -164,10 +164,10 @@ def test_sharded_ndlar_flow_shares_the_lattice_origin(tmp_path):
 def test_training_reads_a_glob_of_shards(tmp_path):
     """``data.train: shards/*.h5`` trains on every shard (16 events, batch 8 -> 2 steps per epoch)."""
     import torch
+    from test_embed import _sparse_file
 
     from sparsenu.config import save_yaml
     from sparsenu.train import train
-    from test_embed import _sparse_file
 
     (tmp_path / "shards").mkdir()
     for k in range(2):
