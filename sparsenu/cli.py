@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sparsenu import __version__
@@ -55,7 +55,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _cmd_preprocess(args: argparse.Namespace) -> int:
     from sparsenu.data.preprocess import preprocess
+    from sparsenu.data.shards import parse_shard
 
+    shard = parse_shard(args.shard) if args.shard is not None else None
     summary = preprocess(
         args.inputs,
         args.output,
@@ -66,6 +68,7 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
         strict=args.strict,
         producer=args.producer,
         progress=not args.quiet,
+        shard=shard,
     )
     print(summary)
     return 0
@@ -98,9 +101,67 @@ def _cmd_embed(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        fmt=args.format,
     )
     print(summary)
     return 0
+
+
+# ----------------------------------------------------------------------------- analysis commands
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from sparsenu.eval.predict import predict_file
+
+    print(predict_file(args.checkpoint, args.input, args.output, probe=args.probe, fmt=args.format,
+                       batch_size=args.batch_size, overwrite=args.overwrite, progress=not args.quiet))
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from sparsenu.eval.display import show_event
+
+    print(show_event(args.input, args.output, row=args.event, event_id=args.event_id, fmt=args.format,
+                     augment=args.augment, shift=args.shift, seed=args.seed, producer=args.producer,
+                     voxel_size_mm=args.voxel_size, overwrite=args.overwrite, dpi=args.dpi))
+    return 0
+
+
+def _add_analysis_parsers(sub: argparse._SubParsersAction, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    """``sparsenu predict`` and ``sparsenu show``."""
+    from sparsenu.eval.display import SHOW_FORMATS
+
+    s = sub.add_parser("predict", help="per-event class probabilities of a classifier or a fitted probe")
+    s.add_argument("checkpoint", type=Path)
+    s.add_argument("input", type=Path, help="sparse-tensor HDF5 (labels not needed)")
+    s.add_argument("-o", "--output", type=Path, required=True, help="predictions file, .h5 or .root")
+    s.add_argument("--probe", type=Path, default=None, metavar="PROBE.h5",
+                   help="linear probe fitted on this checkpoint's embeddings (default: its classifier head)")
+    s.add_argument("--format", choices=("hdf5", "root"), default=None, help="output format (default: from the suffix)")
+    s.add_argument("--batch-size", type=_positive_int, default=64)
+    s.add_argument("--overwrite", action="store_true")
+    common(s)
+    s.set_defaults(func=_cmd_predict)
+
+    s = sub.add_parser("show", help="draw one event in 3D (and augmented / under another detector)")
+    s.add_argument("input", type=Path, help="raw detector, sparse-tensor or community-format file")
+    s.add_argument("-o", "--output", type=Path, required=True, help="figure: .png, .pdf or .svg")
+    pick = s.add_mutually_exclusive_group()
+    pick.add_argument("--event", type=int, default=None, metavar="ROW", help="position of the event in the file "
+                      "(0-based; default 0)")
+    pick.add_argument("--event-id", type=int, default=None, metavar="ID", help="the event with this id")
+    s.add_argument("--format", choices=SHOW_FORMATS, default="auto",
+                   help="input format (default: recognised from the file; sparsenu = raw detector file)")
+    s.add_argument("--augment", default=None, metavar="SPEC", help="augmentation for a second panel, e.g. paper")
+    s.add_argument("--shift", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="DetectorConfig overrides for a re-simulated panel, e.g. lifetime_us=500 (raw files)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the augmentation")
+    s.add_argument("--producer", default=None, help="larcv3 producer name")
+    s.add_argument("--voxel-size", type=_positive_float, default=None, metavar="MM",
+                   help="community formats: voxel size in mm (default: the input's own)")
+    s.add_argument("--dpi", type=_positive_int, default=110, help="figure resolution (a panel is 5 inches wide)")
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(func=_cmd_show)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=_positive_int, default=1)
     s.add_argument("--overwrite", action="store_true")
     s.add_argument("--strict", action="store_true", help="fail on any bad event instead of skipping")
+    s.add_argument("--shard", default=None, metavar="I/N",
+                   help="convert only part I of N (0-based) of the inputs: sorted by path, every N-th from I")
     common(s)
     s.set_defaults(func=_cmd_preprocess)
 
@@ -158,11 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("embed", help="write per-event embeddings of a trained encoder")
     s.add_argument("checkpoint", type=Path)
     s.add_argument("input", type=Path, help="sparse-tensor HDF5")
-    s.add_argument("-o", "--output", type=Path, required=True)
+    s.add_argument("-o", "--output", type=Path, required=True, help="embeddings file, .h5 or .root")
+    s.add_argument("--format", choices=("hdf5", "root"), default=None, help="output format (default: from the suffix)")
     s.add_argument("--batch-size", type=_positive_int, default=64)
     s.add_argument("--overwrite", action="store_true")
     common(s)
     s.set_defaults(func=_cmd_embed)
+    _add_analysis_parsers(sub, common)
     return p
 
 

@@ -121,11 +121,12 @@ def test_dataset_handles_stay_open_between_reads(sparse_file):
     path, events = sparse_file
     ds = SparseH5Dataset(path)
     ds[0]
-    first = ds._h5["coords"]
+    h5 = ds._shards._files[0]
+    first = h5["coords"]
     ds[1]
-    assert ds._h5["coords"] is first and first.id.valid
+    assert h5["coords"] is first and first.id.valid
     clone = pickle.loads(pickle.dumps(ds))
-    assert clone._h5._f is None and clone._h5._ds == {}
+    assert clone._shards._files[0]._f is None and clone._shards._files[0]._ds == {}
     np.testing.assert_array_equal(clone[1]["views"][0][0].numpy(), events[1][0])
     ds.close()
-    assert ds._h5._ds == {}
+    assert h5._ds == {}

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from sparsenu.augment.transforms import build_augmentation, paper_augmentation
-from sparsenu.config import ExperimentConfig, from_dict
+from sparsenu.config import from_dict
 from sparsenu.eval.hpsearch import (
     ALPHA_SPACE,
     AUGMENT_STRENGTH_KEY,
@@ -24,6 +24,7 @@ from sparsenu.eval.hpsearch import (
     selected_rows,
     uniform,
 )
+from sparsenu.train.config import ExperimentConfig
 
 #: The study's five methods as suite ``train`` blocks (cfg/quickstart.yaml).
 METHOD_TRAIN = {

@@ -2,7 +2,7 @@
 
 The small per-event tables (``offsets``, ``labels``, ``event_id``) are read into
 memory when the dataset is built; voxel rows are read on demand through a
-:class:`~sparsenu.data.formats.base.LazyH5` handle (opened in whichever process first
+:class:`~sparsenu.data.formats.base.LazyH5` handles (opened in whichever process first
 reads, reopened after a fork or spawn, never pickled), so the dataset works with
 ``torch.utils.data.DataLoader(num_workers > 0)`` under both start methods.
 
@@ -23,8 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sparsenu.data.formats.base import LazyH5
-from sparsenu.data.formats.sparse_h5 import open_sparse, read_sparse_attrs
+from sparsenu.data.shards import ShardIndex, resolve_paths
 from sparsenu.errors import SparsenuError
 
 __all__ = ["EventViewDataset", "SparseH5Dataset", "collate_views", "view_generator"]
@@ -138,8 +137,15 @@ class SparseH5Dataset(EventViewDataset):
 
     Parameters
     ----------
-    path : path
+    path : path, glob pattern or list of them
         Sparse-tensor HDF5 file (validated on construction; SparsenuError if not one).
+        Several files (a list, or a pattern such as ``"shards/train-*.h5"``, expanded in
+        sorted order) are read as one data set without copying, in the given order
+        (:class:`sparsenu.data.shards.ShardIndex`); they must agree on voxel size,
+        origin and feature columns. Rows, ``indices``, augmentation seeds and samplers
+        then refer to the concatenated rows, so ``EpochSampler(len(ds), ..., rank,
+        world_size)`` splits a sharded data set between ``torchrun`` ranks exactly like
+        one file: nothing else is needed for distributed training.
     transform : callable, optional
         ``transform(coords int32 [n,3], feats float32 [n,F], generator) -> (coords, feats)``;
         ``None`` returns the event unchanged in every view.
@@ -162,22 +168,19 @@ class SparseH5Dataset(EventViewDataset):
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | Path | Sequence[str | Path],
         transform: Transform | None = None,
         n_views: int = 1,
         seed: int = 0,
         feature_scale: float = 1.0,
         indices: Sequence[int] | np.ndarray | None = None,
     ) -> None:
-        f = open_sparse(Path(path))
-        self._offsets = f["offsets"][()].astype(np.int64)
-        labels = f["labels"][()]
-        event_ids = f["event_id"][()]
-        self.attrs = read_sparse_attrs(f)
-        self.n_feats = int(f["feats"].shape[1])
-        super().__init__(Path(path), labels, event_ids, n_views=n_views, seed=seed,
+        self.paths = resolve_paths(path)
+        self._shards = ShardIndex(self.paths)
+        self._offsets = self._shards.offsets
+        self.attrs, self.n_feats = self._shards.attrs, self._shards.n_feats
+        super().__init__(self.paths[0], self._shards.labels, self._shards.event_ids, n_views=n_views, seed=seed,
                          feature_scale=feature_scale, transform=transform, indices=indices)
-        self._h5 = LazyH5(self.path, handle=f)
 
     @property
     def voxel_size_mm(self) -> float:
@@ -189,9 +192,8 @@ class SparseH5Dataset(EventViewDataset):
 
     # -- reading ------------------------------------------------------------------------
     def read_event(self, row: int) -> tuple[np.ndarray, np.ndarray]:
-        """Raw arrays of file row ``row``: coords int32 [n,3], feats float32 [n,F]."""
-        a, b = int(self._offsets[row]), int(self._offsets[row + 1])
-        return self._h5["coords"][a:b], self._h5["feats"][a:b]
+        """Raw arrays of global row ``row``: coords int32 [n,3], feats float32 [n,F]."""
+        return self._shards.read(row)
 
     def _raw_views(self, row, generators):
         coords_np, feats_np = self.read_event(row)
@@ -200,8 +202,8 @@ class SparseH5Dataset(EventViewDataset):
         return [(coords, feats)] * len(generators)
 
     def close(self) -> None:
-        """Close this process' file handle (reopened on the next read)."""
-        self._h5.close()
+        """Close this process' file handles (reopened on the next read)."""
+        self._shards.close()
 
     def __del__(self) -> None:  # pragma: no cover - best effort
         with contextlib.suppress(Exception):

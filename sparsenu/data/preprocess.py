@@ -23,11 +23,13 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from sparsenu.data.formats import Chunk, FileInfo, get_reader
 from sparsenu.data.formats.sparse_h5 import SparseH5Writer, check_output
+from sparsenu.data.shards import shard_inputs
 from sparsenu.errors import SparsenuError
 
 __all__ = ["preprocess", "PreprocessSummary", "voxelise", "SKIP_REASONS"]
@@ -77,6 +79,7 @@ class PreprocessSummary:
     seconds: float
     voxel_size_mm: float
     origin_mm: tuple
+    shard: tuple | None = None
 
     @property
     def mb_per_s(self) -> float:
@@ -85,7 +88,8 @@ class PreprocessSummary:
     def __str__(self) -> str:
         skipped = ", ".join(f"{k}: {v}" for k, v in self.skipped.items() if v) or "none"
         return (
-            f"preprocessed {len(self.inputs)} {self.fmt} file(s) -> {self.output}\n"
+            f"preprocessed {len(self.inputs)} {self.fmt} file(s)"
+            f"{f' (shard {self.shard[0]}/{self.shard[1]})' if self.shard else ''} -> {self.output}\n"
             f"  events in {self.events_in}, out {self.events_out}, skipped {sum(self.skipped.values())} "
             f"({skipped})\n"
             f"  voxels {self.voxels} at {self.voxel_size_mm:g} mm, origin {tuple(round(v, 4) for v in self.origin_mm)} mm\n"
@@ -317,6 +321,32 @@ def _results(tasks: list, workers: int) -> Iterable[_Result]:
         yield from pool.imap(_run_task, tasks, chunksize=1)
 
 
+def _shard_id_offsets(reader: Any, all_inputs: Sequence[Path], mine: Sequence[Path],
+                      producer: str | None) -> dict[str, int]:
+    """Running event-id offset of each file of a shard over *all* inputs in sorted order.
+
+    Inspects (opens and validates) the files sorted before the shard's last file, so that
+    formats without stored event ids number events exactly as one unsharded run over the
+    sorted input list does.
+    """
+    wanted = {str(p) for p in mine}
+    out: dict[str, int] = {}
+    offset = 0
+    for p in shard_inputs(all_inputs, 0, 1):
+        if str(p) in wanted:
+            out[str(p)] = offset
+            if len(out) == len(wanted):
+                break
+        try:
+            offset += reader.inspect(p, producer).n_events
+        except SparsenuError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else repr(exc)
+            raise SparsenuError(f"{p}: corrupt or unreadable: {first}") from None
+    return out
+
+
 def preprocess(
     inputs: Sequence[str | Path] | str | Path,
     output: str | Path,
@@ -328,6 +358,7 @@ def preprocess(
     strict: bool = False,
     producer: str | None = None,
     progress: bool = True,
+    shard: tuple[int, int] | None = None,
 ) -> PreprocessSummary:
     """Convert detector files into one sparse-tensor file.
 
@@ -351,6 +382,13 @@ def preprocess(
         larcv3 sparse3d producer (default: the only one in the file).
     progress : bool
         Show a tqdm progress bar.
+    shard : (int, int), optional
+        ``(I, N)``: convert only part ``I`` (0-based) of ``N`` of ``inputs``
+        (:func:`sparsenu.data.shards.shard_inputs`: sorted by path, round-robin). Event ids
+        that the input does not store count over *all* inputs in sorted order, and formats
+        without a stated volume (ND-LAr flow) keep the lattice origin (0 mm) instead of the
+        shard's lowest voxel, so the shards of one data set agree and read as one
+        (``SparseH5Dataset(list or glob)``).
 
     Returns
     -------
@@ -369,6 +407,14 @@ def preprocess(
     inputs = [Path(p) for p in inputs]
     if not inputs:
         raise SparsenuError("preprocess: no input files given")
+    id_offsets: dict[str, int] | None = None
+    if shard is not None:
+        all_inputs = inputs
+        inputs = shard_inputs(all_inputs, *shard)
+        if not inputs:
+            raise SparsenuError(f"shard {shard[0]}/{shard[1]} is empty: only {len(all_inputs)} input file(s); "
+                                f"use at most {len(all_inputs)} shards")
+        id_offsets = _shard_id_offsets(reader, all_inputs, inputs, producer)
     if voxel_size_mm is not None and not voxel_size_mm > 0:
         raise SparsenuError(f"voxel size must be positive, got {voxel_size_mm}")
     if workers < 1:
@@ -387,7 +433,7 @@ def preprocess(
             raise
         except (OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
             raise SparsenuError(f"{p}: corrupt or unreadable: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
-        info.extra["event_id_offset"] = offset
+        info.extra["event_id_offset"] = offset if id_offsets is None else id_offsets[str(p)]
         offset += info.n_events
         if infos and info.geometry_key() != infos[0].geometry_key():
             raise SparsenuError(f"{p}: voxel grid differs from {infos[0].path}; preprocess them separately")
@@ -408,6 +454,8 @@ def preprocess(
     n_total = sum(i.n_events for i in infos)
     detector = {"source_format": fmt, **first.detector} if fmt != "sparsenu" else first.detector
     source = f"sparsenu preprocess --format {fmt}: " + ", ".join(p.name for p in inputs)
+    if shard is not None:
+        source += f" (--shard {shard[0]}/{shard[1]})"
 
     from tqdm import tqdm
 
@@ -437,12 +485,12 @@ def preprocess(
                 nbytes += res.nbytes
                 bar.update(res.events_in)
         if anchored:
-            shift = min_idx if min_idx is not None else np.zeros(3, np.int64)
+            shift = min_idx if (min_idx is not None and shard is None) else np.zeros(3, np.int64)
             w.shift_coords(shift)
             origin_mm = shift.astype(np.float64) * voxel_size_mm
             w.set_attr("origin_mm", origin_mm)
     return PreprocessSummary(
         output=output, fmt=fmt, inputs=inputs, events_in=events_in, events_out=events_out,
         skipped=dict(skipped), voxels=voxels, bytes_read=nbytes, seconds=time.perf_counter() - t0,
-        voxel_size_mm=voxel_size_mm, origin_mm=tuple(float(v) for v in origin_mm),
+        voxel_size_mm=voxel_size_mm, origin_mm=tuple(float(v) for v in origin_mm), shard=shard,
     )

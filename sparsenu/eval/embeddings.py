@@ -213,6 +213,10 @@ def write_embeddings(
     attrs: Mapping[str, Any] | None = None,
     *,
     overwrite: bool = False,
+    probabilities: np.ndarray | None = None,
+    classes: np.ndarray | None = None,
+    class_names: list[str] | None = None,
+    fmt: str | None = None,
 ) -> Path:
     """Write an embeddings file atomically (``data_specs/embeddings.md``).
 
@@ -231,6 +235,16 @@ def write_embeddings(
         ``embed_dim``, ``n_events`` are always set.
     overwrite : bool
         Replace an existing file.
+    probabilities : array [E, C], optional
+        Class probabilities (e.g. softmax of the checkpoint's classifier head), stored as
+        float32 ``/probabilities`` with ``/predicted`` = ``classes[argmax]`` (int64 [E]).
+    classes : array [C] int, optional
+        Class label of each probability column (default ``0 .. C-1``).
+    class_names : list of C str, optional
+        Default: :func:`sparsenu.eval.predict.class_names_for` ``(classes)``.
+    fmt : {"hdf5", "root"}, optional
+        Output format; default from the suffix (``.h5``/``.hdf5`` or ``.root``; any other
+        suffix is an error). ROOT needs ``uproot`` (:mod:`sparsenu.eval.root_io`).
 
     Returns
     -------
@@ -238,30 +252,48 @@ def write_embeddings(
     """
     import h5py
 
+    from sparsenu.eval.root_io import output_format
+
     path = Path(path)
+    fmt = output_format(path, fmt)
     emb = np.asarray(embeddings, dtype=np.float32)
     ids = np.asarray(event_id, dtype=np.int64)
     lab = np.full(len(ids), -1, np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
     if emb.ndim != 2 or ids.shape != (len(emb),) or lab.shape != (len(emb),):
         raise ValueError(f"expected embeddings [E, D], event_id [E], labels [E]; got "
                          f"{emb.shape}, {ids.shape}, {lab.shape}")
+    prob = pred = cls = None
+    if probabilities is not None:
+        from sparsenu.eval.predict import class_columns
+
+        prob, cls, class_names, pred = class_columns(probabilities, classes, class_names, len(emb))
     if path.exists() and not overwrite:
         raise SparsenuError(f"output exists: {path} (pass --overwrite to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
+    from sparsenu import __version__
+
+    meta: dict[str, Any] = {"schema": EMBEDDINGS_SCHEMA, "schema_version": EMBEDDINGS_SCHEMA_VERSION,
+                            "embed_dim": int(emb.shape[1]), "n_events": int(emb.shape[0]),
+                            "sparsenu_version": __version__}
+    if prob is not None and cls is not None:
+        meta.update(n_classes=int(prob.shape[1]), classes=json.dumps([int(c) for c in cls]),
+                    class_names=json.dumps(class_names))
+    if fmt == "root":
+        from sparsenu.eval.root_io import write_embeddings_root
+
+        return write_embeddings_root(path, emb, ids, lab, {**meta, **(attrs or {})}, probabilities=prob,
+                                     predicted=pred, overwrite=overwrite)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("embeddings", data=emb)
             f.create_dataset("event_id", data=ids)
             f.create_dataset("labels", data=lab)
-            from sparsenu import __version__
-
-            f.attrs["schema"] = EMBEDDINGS_SCHEMA
-            f.attrs["schema_version"] = EMBEDDINGS_SCHEMA_VERSION
-            f.attrs["embed_dim"] = int(emb.shape[1])
-            f.attrs["n_events"] = int(emb.shape[0])
-            f.attrs["sparsenu_version"] = __version__
-            for k, v in (attrs or {}).items():
+            if prob is not None:
+                f.create_dataset("probabilities", data=prob)
+                f.create_dataset("predicted", data=pred)
+                f.create_dataset("classes", data=cls)
+            for k, v in {**meta, **(attrs or {})}.items():
                 f.attrs[k] = v if isinstance(v, (int, float, np.integer, np.floating)) else str(v)
         os.replace(tmp, path)
     finally:
@@ -284,19 +316,28 @@ def load_embeddings(path: str | Path, as_dataframe: bool = False) -> Any:
     Returns
     -------
     dict with ``embeddings`` float32 [E, D], ``event_id`` int64 [E],
-    ``labels`` int64 [E] (-1 unknown), ``attrs`` (dict of file attributes);
-    or a DataFrame when ``as_dataframe``.
+    ``labels`` int64 [E] (-1 unknown), ``attrs`` (dict of file attributes) and, when
+    the file has them, ``probabilities`` float32 [E, C], ``predicted`` int64 [E],
+    ``classes`` int64 [C], ``class_names`` (list of C str); or a DataFrame when
+    ``as_dataframe`` (plus columns ``prob_<class name>`` and ``predicted``).
+    ROOT files written by ``sparsenu embed -o X.root`` are read too.
 
     Raises
     ------
     SparsenuError
-        Missing file, not HDF5, or not an embeddings file.
+        Missing file, not HDF5 (or ROOT), or not an embeddings file.
     """
     import h5py
 
     path = Path(path)
     if not path.is_file():
         raise SparsenuError(f"embeddings file not found: {path}")
+    from sparsenu.eval.root_io import is_root_file
+
+    if is_root_file(path):
+        from sparsenu.eval.root_io import load_embeddings_root
+
+        return _embeddings_output(load_embeddings_root(path), as_dataframe)
     if not h5py.is_hdf5(path):
         raise SparsenuError(f"{path}: not an HDF5 file")
     with h5py.File(path, "r") as f:
@@ -317,6 +358,16 @@ def load_embeddings(path: str | Path, as_dataframe: bool = False) -> Any:
             "labels": f["labels"][...].astype(np.int64, copy=False),
             "attrs": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()},
         }
+        if "probabilities" in f:
+            out["probabilities"] = f["probabilities"][...].astype(np.float32, copy=False)
+            out["predicted"] = f["predicted"][...].astype(np.int64, copy=False)
+            out["classes"] = f["classes"][...].astype(np.int64, copy=False)
+            out["class_names"] = list(json.loads(out["attrs"].get("class_names", "[]")))
+    return _embeddings_output(out, as_dataframe)
+
+
+def _embeddings_output(out: dict, as_dataframe: bool) -> Any:
+    """``out`` itself, or as a DataFrame (event_id, label, emb_*, prob_<class>, predicted)."""
     if not as_dataframe:
         return out
     import pandas as pd
@@ -325,6 +376,10 @@ def load_embeddings(path: str | Path, as_dataframe: bool = False) -> Any:
     df = pd.DataFrame(emb, columns=[f"emb_{i}" for i in range(emb.shape[1])])
     df.insert(0, "label", out["labels"])
     df.insert(0, "event_id", out["event_id"])
+    if "probabilities" in out:
+        for j, name in enumerate(out["class_names"]):
+            df[f"prob_{name}"] = out["probabilities"][:, j]
+        df["predicted"] = out["predicted"]
     df.attrs.update(out["attrs"])
     return df
 
@@ -338,6 +393,7 @@ def embed_file(
     overwrite: bool = False,
     progress: bool = True,
     device: str = "cpu",
+    fmt: str | None = None,
 ) -> str:
     """Write the embeddings of every event of a sparse-tensor file (``sparsenu embed``).
 
@@ -349,7 +405,10 @@ def embed_file(
     input : path
         Sparse-tensor HDF5 file (``data_specs/sparse_tensor.md``).
     output : path
-        Embeddings HDF5 file to write (``data_specs/embeddings.md``).
+        Embeddings file to write (``data_specs/embeddings.md``): HDF5 (``.h5``/``.hdf5``)
+        or ROOT (``.root``, needs ``uproot``). When the checkpoint has a classifier head,
+        the class probabilities (softmax of its logits) and the predicted class are
+        stored too.
     batch_size : int
         Events per forward pass.
     overwrite : bool
@@ -358,6 +417,8 @@ def embed_file(
         Show a progress bar.
     device : str
         Torch device for the encoder.
+    fmt : {"hdf5", "root"}, optional
+        Output format (``--format``); default from the output's suffix.
 
     Returns
     -------
@@ -368,9 +429,15 @@ def embed_file(
     ------
     SparsenuError
         Missing or unreadable checkpoint, input that is not a sparse-tensor file,
-        existing output without ``overwrite``. Nothing is written in that case.
+        existing output without ``overwrite``, an output suffix that names no format,
+        ROOT output without uproot. Nothing is written in that case.
     """
+    from sparsenu.eval.root_io import output_format, require_uproot
+
     checkpoint, input, output = Path(checkpoint), Path(input), Path(output)
+    fmt = output_format(output, fmt)
+    if fmt == "root":
+        require_uproot()
     if output.exists() and not overwrite:
         raise SparsenuError(f"output exists: {output} (pass --overwrite to replace it)")
     if output.exists() and output.is_dir():
@@ -390,10 +457,13 @@ def embed_file(
         "input": str(input.resolve()),
         "input_sha256": file_sha256(input),
     }
-    write_embeddings(output, emb, ids, labels, attrs, overwrite=overwrite)
+    from sparsenu.eval.predict import classifier_probabilities
+
+    probs = classifier_probabilities(model, emb)
+    write_embeddings(output, emb, ids, labels, attrs, overwrite=overwrite, probabilities=probs, fmt=fmt)
     n_known = int((labels >= 0).sum())
     return (
-        f"wrote {output}: {len(emb)} of {n_events} events, embed_dim {emb.shape[1]}, "
-        f"{n_known} labelled; encoder of {checkpoint} (method {attrs['method'] or '?'}, "
-        f"sha256 {attrs['checkpoint_sha256'][:12]})"
+        f"wrote {output} ({fmt}): {len(emb)} of {n_events} events, embed_dim {emb.shape[1]}, "
+        f"{n_known} labelled{'' if probs is None else f', probabilities of {probs.shape[1]} classes'}; "
+        f"encoder of {checkpoint} (method {attrs['method'] or '?'}, sha256 {attrs['checkpoint_sha256'][:12]})"
     )

@@ -13,7 +13,7 @@ of the method. Two rules are reported side by side:
   use the same data, so it is optimistic; it bounds what tuning could reach and flatters domain
   adaptation methods (PROTOCOL.md), and must never be the headline number.
 
-Search-space keys are dotted :class:`sparsenu.config.ExperimentConfig` keys (``optim.lr``);
+Search-space keys are dotted :class:`sparsenu.train.config.ExperimentConfig` keys (``optim.lr``);
 the extra key ``augment.strength`` scales the paper's augmentation set (:func:`augment_spec`).
 :func:`apply_trial` writes a trial into a method's training mapping.
 """

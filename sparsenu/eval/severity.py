@@ -209,27 +209,12 @@ def resolve_detector(shift: Mapping[str, Any], nominal: Any = None, name: str = 
     ValueError
         Unknown field, a scale of a non-numeric field, or values DetectorConfig rejects.
     """
-    import dataclasses
-
     from sparsenu.sim import DetectorConfig
 
     nominal = DetectorConfig() if nominal is None else nominal
-    detector = dict(shift.get("detector") or {})
-    scale = dict(shift.get("scale") or {})
-    fields = {f.name for f in dataclasses.fields(DetectorConfig)}
-    unknown = sorted((set(detector) | set(scale)) - fields)
-    if unknown:
-        raise ValueError(f"{name}: unknown DetectorConfig field(s) {unknown}")
-    kw = {f.name: getattr(nominal, f.name) for f in dataclasses.fields(DetectorConfig)}
-    kw.update(detector)
-    for k, factor in scale.items():
-        base = getattr(nominal, k)
-        if isinstance(base, bool) or not isinstance(base, (int, float)):
-            raise ValueError(f"{name}: cannot scale non-numeric DetectorConfig field {k!r}")
-        kw[k] = float(base) * float(factor)
     try:
-        return DetectorConfig(**kw)
-    except (TypeError, ValueError) as exc:
+        return nominal.shifted(shift.get("detector"), shift.get("scale"))
+    except ValueError as exc:
         raise ValueError(f"{name}: invalid detector: {exc}") from None
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Iterable
-from typing import Literal
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -100,17 +100,35 @@ class DetectorConfig(ConfigModel):
             raise ValueError(f"voxel grid {n} too large (more than 2^62 voxels)")
         return self
 
+    def shifted(self, detector: Mapping[str, Any] | None = None,
+                scale: Mapping[str, float] | None = None) -> DetectorConfig:
+        """A validated copy with absolute (``detector``) and multiplicative (``scale``) overrides.
+
+        ``scale={"noise": 2.0}`` doubles the noise; only numeric fields can be scaled.
+
+        Raises
+        ------
+        ValueError
+            Unknown field, a scale of a non-numeric field, or a value the detector rejects.
+        """
+        detector, scale = dict(detector or {}), dict(scale or {})
+        type(self).check_names(detector)
+        type(self).check_names(scale, numeric=True)
+        for k, factor in scale.items():
+            detector[k] = float(getattr(self, k)) * float(factor)
+        return self.replace(**detector)
+
     @classmethod
     def check_names(cls, names: Iterable[str], numeric: bool = False) -> None:
-        """``ValueError`` ``"unknown key 'x' (did you mean 'y'?)"`` for a name that is not a field
-        (``numeric``: not a real-valued field)."""
-        valid = cls.numeric_fields() if numeric else tuple(cls.model_fields)
+        """``ValueError`` for a name that is not a field (``"unknown key 'x' (did you mean 'y'?)"``)
+        or, with ``numeric``, a field that is not real-valued (it cannot be scaled or ranged)."""
         for name in names:
-            if name not in valid:
-                close = difflib.get_close_matches(name, valid, n=1)
+            if numeric and name in cls.model_fields and name not in cls.numeric_fields():
+                raise ValueError(f"'{name}' is a non-numeric DetectorConfig field: it cannot be scaled or ranged")
+            if name not in cls.model_fields:
+                close = difflib.get_close_matches(name, list(cls.model_fields), n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
-                what = "numeric DetectorConfig field" if numeric else "DetectorConfig field"
-                raise ValueError(f"unknown key '{name}'{hint}: not a {what}")
+                raise ValueError(f"unknown key '{name}'{hint}: not a DetectorConfig field")
 
     @classmethod
     def numeric_fields(cls) -> tuple[str, ...]:

@@ -85,11 +85,20 @@ class DataFiles:
     raw_train: Path | None = None
 
 
-def _check_file(p: str | None, key: str) -> Path | None:
+def _check_file(p: str | None, key: str, allow_glob: bool = False) -> Path | None:
     if p is None:
         return None
     path = Path(p).expanduser()
     if not path.is_file():
+        from sparsenu.data.shards import resolve_paths
+
+        if allow_glob and any(c in str(path) for c in "*?["):
+            # a glob of sparse-tensor shards, read as one data set by SparseH5Dataset
+            try:
+                resolve_paths(path)
+            except SparsenuError as exc:
+                raise SparsenuError(f"{exc} (config key '{key}')") from None
+            return path
         raise SparsenuError(f"data file not found: {path} (config key '{key}')")
     return path
 
@@ -113,8 +122,8 @@ def prepare_data(cfg, run_dir: Path, *, is_main: bool = True, progress: bool = T
 
     d = cfg.data
     if d.simulate is None:
-        return DataFiles(train=_check_file(d.train, "data.train"), val=_check_file(d.val, "data.val"),
-                         target=_check_file(d.target, "data.target"),
+        return DataFiles(train=_check_file(d.train, "data.train", True), val=_check_file(d.val, "data.val", True),
+                         target=_check_file(d.target, "data.target", True),
                          raw_train=_check_file(d.raw_train, "data.raw_train"))
     s = d.simulate
     root = Path(s.cache_dir).expanduser() if s.cache_dir else run_dir / "data"

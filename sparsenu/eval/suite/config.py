@@ -224,11 +224,8 @@ def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> SuiteConfig:
 
 def apply_detector(nominal: DetectorConfig, spec: _DetectorOverrides, where: str) -> DetectorConfig:
     """The nominal detector with a spec's absolute and multiplicative overrides (validated)."""
-    kw = dict(spec.detector)
-    for k, factor in spec.scale.items():
-        kw[k] = float(getattr(nominal, k)) * float(factor)
     try:
-        return nominal.replace(**kw)
+        return nominal.shifted(spec.detector, spec.scale)
     except ValueError as exc:
         raise SparsenuError(f"{where}: invalid detector: {exc}") from None
 
