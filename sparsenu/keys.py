@@ -1,8 +1,9 @@
-"""Stable keys: content hashes of configurations and file fingerprints.
+"""Stable keys: the one seed derivation, content hashes of configurations, file fingerprints.
 
-These keys name cache entries (simulated data, training runs, evaluations). They are
-stable across processes, machines and Python versions (``json`` with sorted keys and
-SHA-256, never Python's salted ``hash()``).
+Seeds name random streams (a simulated event, a training shuffle, an augmentation view);
+hashes name cache entries (simulated data, training runs, evaluations). All are stable
+across processes, machines and Python versions (BLAKE2b / SHA-256 of canonical text, never
+Python's salted ``hash()``).
 """
 from __future__ import annotations
 
@@ -11,7 +12,25 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["config_hash", "file_key", "file_sha256"]
+__all__ = ["derive_seed", "config_hash", "file_key", "file_sha256"]
+
+_MASK63 = (1 << 63) - 1
+
+
+def derive_seed(*parts: object) -> int:
+    """The one seed derivation of sparsenu: a 63-bit seed from any sequence of parts.
+
+    BLAKE2b-64 of ``'|'.join(map(str, parts))``, masked to 63 bits (a valid seed for numpy,
+    torch and Python). Give a name first so that streams of different uses never collide:
+    ``derive_seed("sampler", run_seed, "train", epoch)``.
+
+    Parameters
+    ----------
+    *parts : str or int
+        What identifies the stream.
+    """
+    key = "|".join(str(p) for p in parts).encode("utf-8")
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") & _MASK63
 
 
 def config_hash(obj: Any, n: int = 12) -> str:

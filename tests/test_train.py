@@ -19,9 +19,10 @@ import yaml
 from sparsenu.cli import main as cli_main
 from sparsenu.config import from_dict, to_dict
 from sparsenu.errors import SparsenuError
+from sparsenu.keys import derive_seed
 from sparsenu.train import Trainer, load_checkpoint, train
 from sparsenu.train.config import ExperimentConfig, load_experiment
-from sparsenu.train.data import EpochSampler, derive_seed
+from sparsenu.train.data import EpochSampler
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = ["classifier", "classifier_aug", "dann", "simclr", "supcon", "rs3l"]
@@ -406,3 +407,29 @@ def test_labels_required_and_unlabelled_validation(tmp_path, toy):
 
     x = collate_views([SparseH5Dataset(unl)[i] for i in range(3)])["views"][0]
     assert model.classify(x) is None and model.embed(x).shape == (3, 16)
+
+
+def test_contrastive_selection_uses_the_reports_knn():
+    """Checkpoint selection scores the nominal validation set with the same KNNProbe the
+    benchmark reports (fitted on the un-augmented training set), with the suite's k."""
+    from types import SimpleNamespace
+
+    from sparsenu.eval.suite.runner import _data_overrides
+    from sparsenu.models.probe import KNNProbe
+    from sparsenu.train.methods import ContrastiveMethod
+
+    rng = np.random.default_rng(0)
+    tr = torch.tensor(rng.normal(size=(60, 4)), dtype=torch.float32)
+    tr_lab = torch.tensor(rng.integers(0, 3, 60))
+    va = torch.tensor(rng.normal(size=(25, 4)), dtype=torch.float32)
+    va_lab = torch.tensor(rng.integers(0, 3, 25))
+    cfg = load_experiment(REPO / "cfg" / "tiny_simclr.yaml", ["validation.knn_k=7"])
+    loaders = {"train": (tr, tr_lab), "val": (va, va_lab)}
+    trainer = SimpleNamespace(encoder=None, plain_train_loader=lambda: "train",
+                              embed_loader=lambda enc, loader: loaders[loader])
+    got = ContrastiveMethod(cfg).validate(trainer, "val")["val_knn_acc"]
+    expected = KNNProbe(k=7).fit(tr.numpy(), tr_lab.numpy()).score(va.numpy(), va_lab.numpy())
+    assert got == pytest.approx(expected) and 0 < got < 1
+    spec = SimpleNamespace(use_target=False)
+    data = SimpleNamespace(train="t.h5", val="v.h5", train_raw="r.h5", target=None)
+    assert "validation.knn_k=13" in _data_overrides({"method": "contrastive"}, spec, data, 0, 13)

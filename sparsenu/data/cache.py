@@ -17,12 +17,11 @@ of its own), simulated nominally and then seen through the target detector.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from sparsenu.data.formats.base import write_json_atomic
-from sparsenu.keys import config_hash
+from sparsenu.keys import config_hash, derive_seed
 from sparsenu.sim import DetectorConfig, SimulationConfig
 
 __all__ = ["CACHE_VERSION", "SimulatedSet", "SimulatedData"]
@@ -54,21 +53,18 @@ class SimulatedData:
         Simulation processes (the files do not depend on it).
     progress : bool
         Progress bars.
-    set_seed : callable, optional
-        ``set_seed(seed, name) -> int``, the seed of set ``name``.
     create : bool
         Simulate missing files (``False``: only compute the paths, e.g. on the ranks of a
         distributed run that wait for rank 0 to write them).
     """
 
     def __init__(self, spec: SimulationConfig, root: str | Path, *, workers: int = 1, progress: bool = True,
-                 set_seed: Callable[[int, str], int], create: bool = True) -> None:
+                 create: bool = True) -> None:
         from sparsenu.sim import SIM_PHYSICS_VERSION
 
         self.spec = spec
         self.workers = int(workers)
         self.progress = bool(progress)
-        self._set_seed = set_seed
         self.create = bool(create)
         ident = {"v": CACHE_VERSION, "physics": SIM_PHYSICS_VERSION, **spec.to_dict()}
         self.key = config_hash(ident)
@@ -92,7 +88,8 @@ class SimulatedData:
         raw_out = self.dir / f"{stem}_raw.h5" if raw else None
         if self.create and not (out.is_file() and (raw_out is None or raw_out.is_file())):
             self._prepare_dir()
-            write_simulated_dataset(out, int(n_events), self._set_seed(self.spec.seed, name), self.spec.sim,
+            seed = derive_seed("simulated-set", self.spec.seed, name)
+            write_simulated_dataset(out, int(n_events), seed, self.spec.sim,
                                     self.spec.detector, raw_output=raw_out, workers=self.workers,
                                     progress=self.progress, overwrite=True)
         return SimulatedSet(name, int(n_events), out, raw_out)

@@ -8,7 +8,7 @@ reads, reopened after a fork or spawn, never pickled), so the dataset works with
 
 Augmentations are reproducible: view ``k`` of the event at file row ``index`` in
 epoch ``e`` uses a ``torch.Generator`` seeded from
-``numpy.random.SeedSequence([seed, e, index, k])``, independent of worker count,
+``derive_seed("view", seed, e, index, k)``, independent of worker count,
 batch order and process. Call :meth:`SparseH5Dataset.set_epoch` before each
 epoch (with non-persistent DataLoader workers the dataset is re-sent to the
 workers at every epoch, so the new epoch reaches them).
@@ -25,6 +25,7 @@ import torch
 
 from sparsenu.data.shards import ShardIndex, resolve_paths
 from sparsenu.errors import SparsenuError
+from sparsenu.keys import derive_seed
 
 __all__ = ["EventViewDataset", "SparseH5Dataset", "collate_views", "view_generator"]
 
@@ -32,16 +33,11 @@ Transform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], "tuple[torch
 
 
 def view_generator(seed: int, epoch: int, index: int, view: int) -> torch.Generator:
-    """A ``torch.Generator`` seeded by a stable mix of (seed, epoch, index, view).
+    """A ``torch.Generator`` for one view: ``derive_seed("view", seed, epoch, index, view)``.
 
-    ``numpy.random.SeedSequence`` hashes the four integers (non-negative) into a
-    well-spread 63-bit seed, so neighbouring indices or epochs give unrelated streams.
+    A hash of the four integers, so neighbouring indices or epochs give unrelated streams.
     """
-    words = [int(seed) & 0xFFFFFFFFFFFFFFFF, int(epoch), int(index), int(view)]
-    state = np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0]
-    g = torch.Generator()
-    g.manual_seed(int(state) & 0x7FFFFFFFFFFFFFFF)
-    return g
+    return torch.Generator().manual_seed(derive_seed("view", int(seed), int(epoch), int(index), int(view)))
 
 
 class EventViewDataset(torch.utils.data.Dataset):

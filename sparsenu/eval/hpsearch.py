@@ -20,7 +20,6 @@ the extra key ``augment.strength`` scales the paper's augmentation set (:func:`a
 from __future__ import annotations
 
 import copy
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from sparsenu.eval.stats import mean_and_se
+from sparsenu.keys import derive_seed
 
 __all__ = [
     "LogUniform",
@@ -159,8 +159,7 @@ ALPHA_SPACE: dict[str, Distribution] = {"loss.alpha": uniform(0.0, 1.0)}
 
 def _quantile(seed: int, trial: int, key: str) -> float:
     """Uniform [0, 1) number that depends only on (seed, trial, key)."""
-    key_word = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little")
-    return float(np.random.default_rng(np.random.SeedSequence([int(seed), int(trial), key_word])).random())
+    return float(np.random.default_rng(derive_seed("hpsearch", int(seed), int(trial), key)).random())
 
 
 def sample_trials(space: Mapping[str, Distribution], n_trials: int, seed: int = 0, *,

@@ -77,6 +77,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from sparsenu.keys import derive_seed
+
 __all__ = [
     "SeverityAxis",
     "SEVERITY_AXES",
@@ -171,7 +173,7 @@ def _level_entry(axis: SeverityAxis, severity: int, nominal: Any) -> dict[str, A
 
 def _throw_entry(k: int, axes: Sequence[SeverityAxis], seed: int) -> dict[str, Any]:
     # One independent stream per throw: throw k is the same whatever the number of throws.
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(k)]))
+    rng = np.random.default_rng(derive_seed("detector-throw", int(seed), int(k)))
     detector: dict[str, float] = {}
     scale: dict[str, float] = {}
     parts = []

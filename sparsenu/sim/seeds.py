@@ -1,24 +1,16 @@
-"""Stable seed derivation for the staged simulator.
+"""Seeds of the staged simulator: one per event attempt, one per stage of it.
 
-Seeds are derived with BLAKE2b (``hashlib``) of a text key, never with Python's ``hash()``
-(which is salted per process), so they are identical across processes, machines and runs.
+Both come from :func:`sparsenu.keys.derive_seed` (the package's one seed derivation), so
+they are identical across processes, machines and runs.
 """
 from __future__ import annotations
 
-import hashlib
+from sparsenu.keys import derive_seed
 
-__all__ = ["STAGES", "stage_seed", "event_seed", "derive_seed"]
+__all__ = ["STAGES", "stage_seed", "event_seed"]
 
 #: Stage names in simulation order.
 STAGES: tuple[str, ...] = ("primary", "propagation", "detector")
-
-_MASK63 = (1 << 63) - 1
-
-
-def derive_seed(*parts: object) -> int:
-    """Non-negative 63-bit integer from BLAKE2b-64 of ``'|'.join(map(str, parts))``."""
-    key = "|".join(str(p) for p in parts).encode("utf-8")
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") & _MASK63
 
 
 def event_seed(seed: int, event_id: int, attempt: int = 0) -> int:

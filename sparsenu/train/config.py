@@ -18,7 +18,7 @@ from sparsenu.sim.config import DetectorConfig, SimulationConfig
 
 __all__ = [
     "METHODS", "SimulateSpec", "DataConfig", "ModelConfig", "LossConfig", "ProjectionConfig",
-    "OptimConfig", "HeadConfig", "DannConfig", "ResimConfig", "LoggingConfig", "CheckpointConfig",
+    "OptimConfig", "HeadConfig", "DannConfig", "ResimConfig", "ValidationConfig", "LoggingConfig", "CheckpointConfig",
     "ExperimentConfig", "load_experiment",
 ]
 
@@ -206,6 +206,17 @@ class ResimConfig(ConfigModel):
         return value
 
 
+class ValidationConfig(ConfigModel):
+    """``validation``: how checkpoints are selected on the nominal validation set.
+
+    Contrastive runs select on the kNN accuracy of a cosine kNN with ``knn_k`` neighbours
+    fitted on the training set (the benchmark passes its own ``eval.knn_k`` here, so the
+    selection metric is the reported kNN); classifier runs on their head's accuracy.
+    """
+
+    knn_k: PositiveInt = 20
+
+
 class LoggingConfig(ConfigModel):
     """``logging``: TensorBoard (needs the ``tensorboard`` package) and step logging."""
 
@@ -249,6 +260,7 @@ class ExperimentConfig(ConfigModel):
     head: HeadConfig = Field(default_factory=HeadConfig)
     dann: DannConfig = Field(default_factory=DannConfig)
     resim: ResimConfig = Field(default_factory=ResimConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
 

@@ -7,35 +7,23 @@ interrupted one exactly, whatever the number of DataLoader workers.
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from sparsenu.errors import SparsenuError
+from sparsenu.keys import derive_seed
 
-__all__ = ["DataFiles", "prepare_data", "EpochSampler", "derive_seed"]
-
-
-def derive_seed(seed: int, *keys: int | str) -> int:
-    """A 63-bit seed from ``seed`` and integer/string keys (stable across runs and platforms)."""
-    words = [int(seed) & 0xFFFFFFFFFFFFFFFF]
-    for k in keys:
-        if isinstance(k, str):
-            words.append(int.from_bytes(hashlib.sha256(k.encode()).digest()[:8], "little"))
-        else:
-            words.append(int(k) & 0xFFFFFFFFFFFFFFFF)
-    return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0]) & 0x7FFFFFFFFFFFFFFF
+__all__ = ["DataFiles", "prepare_data", "EpochSampler"]
 
 
 class EpochSampler(torch.utils.data.Sampler[int]):
     """Deterministic, optionally distributed sampler.
 
     The permutation of epoch ``e`` comes from a generator seeded by
-    ``derive_seed(seed, e)``. With ``world_size`` ranks the index list is padded
+    ``derive_seed("epoch-permutation", seed, e)``. With ``world_size`` ranks the index list is padded
     (by repeating from its start) to a multiple of ``world_size`` and rank ``r``
     takes every ``world_size``-th index from ``r`` (like DistributedSampler).
 
@@ -59,7 +47,7 @@ class EpochSampler(torch.utils.data.Sampler[int]):
 
     def indices(self) -> list[int]:
         if self.shuffle:
-            g = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
+            g = torch.Generator().manual_seed(derive_seed("epoch-permutation", self.seed, self.epoch))
             idx = torch.randperm(self.n, generator=g).tolist()
         else:
             idx = list(range(self.n))
@@ -127,7 +115,7 @@ def prepare_data(cfg, run_dir: Path, *, is_main: bool = True, progress: bool = T
                          raw_train=_check_file(d.raw_train, "data.raw_train"))
     s = d.simulate
     root = Path(s.cache_dir).expanduser() if s.cache_dir else run_dir / "data"
-    cache = SimulatedData(s, root, workers=s.workers, progress=progress, set_seed=derive_seed, create=is_main)
+    cache = SimulatedData(s, root, workers=s.workers, progress=progress, create=is_main)
     train = cache.nominal("train", s.n_train, raw=True)
     val = cache.nominal("val", s.n_val) if s.n_val > 0 else None
     target = None

@@ -31,8 +31,9 @@ from torch import nn
 
 from sparsenu.data import SparseH5Dataset, collate_views
 from sparsenu.errors import SparsenuError
+from sparsenu.keys import derive_seed
 from sparsenu.train.checkpoint import CHECKPOINT_FORMAT, get_rng_state, read_checkpoint, save_checkpoint, set_rng_state
-from sparsenu.train.data import DataFiles, EpochSampler, derive_seed, prepare_data
+from sparsenu.train.data import DataFiles, EpochSampler, prepare_data
 from sparsenu.train.distributed import DistInfo, all_reduce_sum, barrier, cleanup_distributed, init_distributed
 from sparsenu.train.methods import Method, Net, build_encoder, get_method
 
@@ -150,7 +151,7 @@ class Trainer:
     # -- helpers for methods -------------------------------------------------------------
     def seed_for(self, *keys: int | str) -> int:
         """A seed derived from the run seed and ``keys``."""
-        return derive_seed(self.cfg.seed, *keys)
+        return derive_seed("run", self.cfg.seed, *keys)
 
     def log(self, msg: str) -> None:
         if self.dist.is_main:

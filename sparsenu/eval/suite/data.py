@@ -6,11 +6,8 @@ difference between two test sets is the detector's.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from sparsenu.data.cache import SimulatedData
 from sparsenu.eval.suite.config import ResolvedShift, SuiteConfig, apply_detector
@@ -33,11 +30,6 @@ class SuiteData:
     target: Path | None
 
 
-def _set_seed(seed: int, tag: str) -> int:
-    words = [int(seed) & 0xFFFFFFFF, *hashlib.sha256(tag.encode()).digest()[:8]]
-    return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint32)[0] & 0x7FFFFFFF)
-
-
 def prepare_suite_data(suite: SuiteConfig, out_dir: Path, shifts: list[ResolvedShift],
                        progress: bool = True) -> SuiteData:
     """Simulate (once) every data set the suite needs and return their paths.
@@ -52,7 +44,7 @@ def prepare_suite_data(suite: SuiteConfig, out_dir: Path, shifts: list[ResolvedS
     """
     d = suite.data
     root = Path(d.cache_dir).expanduser() if d.cache_dir else out_dir / "data"
-    cache = SimulatedData(d, root, workers=d.workers, progress=progress, set_seed=_set_seed)
+    cache = SimulatedData(d, root, workers=d.workers, progress=progress)
     train = cache.nominal("train", d.n_train, raw=True)
     val = cache.nominal("val", d.n_val)
     test = cache.nominal("test", d.n_test, raw=True)
@@ -61,7 +53,7 @@ def prepare_suite_data(suite: SuiteConfig, out_dir: Path, shifts: list[ResolvedS
     if suite.target.n_events > 0:
         tdet = apply_detector(d.detector, suite.target, "suite: target")
         n_t = suite.target.n_events
-        target = cache.shifted(cache.nominal(f"target{n_t}_nominal", n_t, raw=True), tdet)
+        target = cache.shifted(cache.nominal("target", n_t, raw=True), tdet)
     assert train.raw is not None and test.raw is not None
     return SuiteData(cache.key, cache.dir, train.sparse, train.raw, val.sparse, test.sparse, test.raw,
                      shift_paths, target)

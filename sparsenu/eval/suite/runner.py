@@ -73,15 +73,17 @@ def _uses_target(spec: MethodSpec, mapping: dict) -> bool:
     return spec.use_target if spec.use_target is not None else mapping.get("method") == "dann"
 
 
-def _data_overrides(mapping: dict, spec: MethodSpec, data: SuiteData, seed: int) -> list[str]:
-    """Overrides pointing a training config at the suite's cached data and seed.
+def _data_overrides(mapping: dict, spec: MethodSpec, data: SuiteData, seed: int, knn_k: int) -> list[str]:
+    """Overrides pointing a training config at the suite's cached data, seed and kNN.
 
     Keys of :class:`sparsenu.train.config.ExperimentConfig`:
     ``data.train``/``val``/``raw_train``/``target`` files replace any
-    ``data.simulate`` block.
+    ``data.simulate`` block; ``validation.knn_k`` makes checkpoint selection use the
+    report's kNN.
     """
     ov = [
         f"seed={seed}",
+        f"validation.knn_k={knn_k}",
         "data.simulate=null",
         f"data.train={data.train}",
         f"data.val={data.val}",
@@ -98,14 +100,14 @@ def _data_overrides(mapping: dict, spec: MethodSpec, data: SuiteData, seed: int)
 
 
 def _train_one(name: str, mapping: dict, spec: MethodSpec, data: SuiteData, seed: int,
-               run_dir: Path, progress: bool) -> Path:
+               run_dir: Path, progress: bool, knn_k: int) -> Path:
     """Train (or skip, or resume) one (method, seed); return the checkpoint to evaluate.
 
     A finished run has ``COMPLETE.json`` (with a fingerprint of the training
     configuration and data); a run with ``last.pt`` but no marker was interrupted
     and is resumed.
     """
-    overrides = _data_overrides(mapping, spec, data, seed)
+    overrides = _data_overrides(mapping, spec, data, seed, knn_k)
     fingerprint = config_hash({"config": mapping, "overrides": overrides, "data": data.key})
     marker = run_dir / "COMPLETE.json"
     done = read_json(marker, "run marker")
@@ -244,7 +246,7 @@ def run_benchmark(
         run_dir = out_dir / "runs" / method / f"seed{seed}"
         marker_before = (run_dir / "COMPLETE.json").is_file()
         ckpt = _train_one(method, mappings[method], suite.methods[method], data, seed, run_dir,
-                          progress)
+                          progress, suite.eval.knn_k)
         trained += 0 if marker_before else 1
         eval_dir = out_dir / "eval" / method / f"seed{seed}"
         before = read_json(eval_dir / "rows.json", "evaluation cache") or {}
