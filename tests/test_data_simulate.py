@@ -117,7 +117,7 @@ def test_write_simulated_dataset_and_resimulate(tmp_path):
 
 
 def test_bad_overrides_and_existing_output(tmp_path, config, capsys):
-    with pytest.raises(SparsenuError, match="unknown DetectorConfig key 'lifetim_us'.*lifetime_us"):
+    with pytest.raises(SparsenuError, match="unknown key 'detector.lifetim_us' .did you mean 'detector.lifetime_us'"):
         simulate_file(config, 2, tmp_path / "o.h5", detector_overrides=["lifetim_us=5"], progress=False)
     with pytest.raises(SparsenuError, match="KEY=VALUE"):
         simulate_file(config, 2, tmp_path / "o.h5", detector_overrides=["lifetime_us"], progress=False)

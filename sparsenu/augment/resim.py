@@ -2,7 +2,7 @@
 
 A positive pair is built by re-running the stochastic simulator *downstream* of an
 intervention point from a stored event's upstream result: the detector stage
-(:func:`sparsenu.sim.detector_response`) always, the propagation stage
+(the detector's ``response``) always, the propagation stage
 (:func:`sparsenu.sim.propagate`, identical primary) optionally, with fresh seeds and
 a detector configuration whose named fields are drawn uniformly in configured ranges.
 The published study (arXiv:2502.07724) judged such views too costly; see
@@ -45,15 +45,16 @@ class ResimViews:
     Parameters
     ----------
     detector_ranges : dict name -> (lo, hi), optional
-        :class:`~sparsenu.sim.DetectorConfig` fields to vary, each drawn uniformly in
+        numeric fields of the base detector's configuration to vary, each drawn uniformly in
         ``[lo, hi]`` per view (units as in the field name). ``None`` uses
         :data:`DEFAULT_DETECTOR_RANGES` (field 0.45-0.55 kV/cm, lifetime 500-5000 us,
         D_T 4e-6-14e-6 cm^2/us); ``{}`` keeps ``base_detector`` and only re-draws seeds.
     resim_propagation : bool
         Also re-run :func:`sparsenu.sim.propagate` from the stored primary (new shower /
         scattering realisation) instead of reusing the stored deposits.
-    base_detector : DetectorConfig or mapping, optional
-        Detector whose other fields are kept (default: nominal ``DetectorConfig()``).
+    base_detector : DetectorBase or mapping, optional
+        Detector (any type) whose other fields are kept (default: the nominal LArTPC,
+        ``DetectorConfig()``).
     max_attempts : int
         A re-simulation that reads out no voxel is redrawn (new seeds and config) up to
         this many times; after that the event's stored hits are returned if given,
@@ -73,21 +74,21 @@ class ResimViews:
         base_detector: Any = None,
         max_attempts: int = 10,
     ) -> None:
-        from sparsenu.sim import DetectorConfig
+        from sparsenu.sim import DetectorBase, DetectorConfig, detector_from_dict
 
         if base_detector is None:
             base_detector = DetectorConfig()
         elif isinstance(base_detector, Mapping):
-            from sparsenu.config import from_dict
 
-            base_detector = from_dict(DetectorConfig, dict(base_detector), source="ResimViews.base_detector")
-        elif not isinstance(base_detector, DetectorConfig):
+            base_detector = detector_from_dict(base_detector, source="ResimViews.base_detector")
+        elif not isinstance(base_detector, DetectorBase):
             raise SparsenuError(
-                f"ResimViews: base_detector must be a DetectorConfig or a mapping, got {type(base_detector).__name__}"
+                f"ResimViews: base_detector must be a detector configuration or a mapping, got "
+                f"{type(base_detector).__name__}"
             )
         self.base_detector = base_detector
         ranges = dict(DEFAULT_DETECTOR_RANGES if detector_ranges is None else detector_ranges)
-        allowed = DetectorConfig.numeric_fields()
+        allowed = type(base_detector).numeric_fields()
         clean: dict[str, tuple[float, float]] = {}
         for name in sorted(ranges):
             if name not in allowed:
@@ -118,7 +119,7 @@ class ResimViews:
 
     # ------------------------------------------------------------------ draws
     def draw_detector(self, generator: torch.Generator | int):
-        """A :class:`~sparsenu.sim.DetectorConfig` with every ranged field uniform in its range."""
+        """The base detector with every ranged field uniform in its range."""
         g = _to_generator(generator)
         if not self.detector_ranges:
             return self.base_detector
@@ -134,17 +135,18 @@ class ResimViews:
     # ------------------------------------------------------------------ views
     def simulate(self, primary: Any, deposits: Any, generator: torch.Generator | int):
         """Re-simulate once: returns ``(DetectorHits, detector, deposits)`` (hits may be empty)."""
-        from sparsenu.sim import detector_response, propagate
+        from sparsenu.sim import propagate
 
         g = _to_generator(generator)
         detector = self.draw_detector(g)
         if self.resim_propagation:
             if primary is None:
                 raise ValueError("ResimViews(resim_propagation=True) needs the stored primary")
-            deposits = propagate(primary, self.draw_seed(g))
+            deposits = propagate(primary, self.draw_seed(g), volume_min_mm=detector.volume_min_mm,
+                                 volume_max_mm=detector.volume_max_mm, material=detector.material)
         elif deposits is None:
             raise ValueError("ResimViews needs the stored deposits (or resim_propagation=True)")
-        hits = detector_response(deposits, detector, self.draw_seed(g))
+        hits = detector.response(deposits, self.draw_seed(g))
         return hits, detector, deposits
 
     def __call__(

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sparsenu.data.formats.base import write_json_atomic
 from sparsenu.keys import config_hash, derive_seed
-from sparsenu.sim import DetectorConfig, SimulationConfig
+from sparsenu.sim import DetectorBase, SimulationConfig
 
 __all__ = ["CACHE_VERSION", "SimulatedSet", "SimulatedData"]
 
@@ -94,7 +94,7 @@ class SimulatedData:
                                     progress=self.progress, overwrite=True)
         return SimulatedSet(name, int(n_events), out, raw_out)
 
-    def shifted(self, base: SimulatedSet, detector: DetectorConfig) -> Path:
+    def shifted(self, base: SimulatedSet, detector: DetectorBase) -> Path:
         """The events of ``base`` (which needs its raw file) with the detector stage re-run under ``detector``."""
         from sparsenu.data.simulate import resimulate_file
 

@@ -12,9 +12,10 @@ Three stages, each with its own seed ``stage_seed(event_seed, name)``:
 (mu+-), 3 charged pion (pi+-), 4 proton. :data:`SIM_PHYSICS_VERSION` changes whenever the
 physics (hence the deposits of a given seed) changes; caches of simulated data key on it.
 """
-from sparsenu.sim.config import DetectorConfig, SimConfig, SimulationConfig, drift_velocity_walkowiak
+from sparsenu.sim.config import DetectorBase, DetectorConfig, SimConfig, drift_velocity_walkowiak
 from sparsenu.sim.constants import CLASS_NAMES, CLASS_PDG, N_CLASSES, SIM_PHYSICS_VERSION
 from sparsenu.sim.detector import DetectorHits, detector_response, recombination_factor
+from sparsenu.sim.detectors import DETECTOR_TYPES, AnyDetector, SimulationConfig, detector_class, detector_from_dict
 from sparsenu.sim.event import SimEvent, iter_events, simulate_event
 from sparsenu.sim.material import LIQUID_ARGON, POLYSTYRENE, Material
 from sparsenu.sim.primaries import Primary, generate_primary
@@ -29,6 +30,7 @@ from sparsenu.sim.propagation import (
 from sparsenu.sim.seeds import STAGES, event_seed, stage_seed
 
 __all__ = [
+    "DetectorBase", "DETECTOR_TYPES", "AnyDetector", "detector_class", "detector_from_dict",
     "CLASS_NAMES", "CLASS_PDG", "N_CLASSES", "DetectorConfig", "SimConfig", "SimulationConfig", "stage_seed",
     "event_seed", "STAGES", "Primary", "Deposits", "DetectorHits", "SimEvent", "generate_primary",
     "propagate", "detector_response", "simulate_event", "iter_events", "recombination_factor",

@@ -9,14 +9,20 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
+from typing_extensions import Self
 
 from sparsenu.config import ConfigModel
 from sparsenu.sim import constants as C
+from sparsenu.sim.deposits import Deposits
+from sparsenu.sim.material import LIQUID_ARGON, Material
 
-__all__ = ["DetectorConfig", "SimConfig", "SimulationConfig", "drift_velocity_walkowiak", "DEFAULT_ENERGY_RANGE_MEV"]
+if TYPE_CHECKING:
+    from sparsenu.sim.detector import DetectorHits
+
+__all__ = ["DetectorBase", "DetectorConfig", "SimConfig", "drift_velocity_walkowiak", "DEFAULT_ENERGY_RANGE_MEV"]
 
 
 def drift_velocity_walkowiak(field_kv_cm: float, temperature_k: float = 87.0) -> float:
@@ -47,61 +53,39 @@ def drift_velocity_walkowiak(field_kv_cm: float, temperature_k: float = 87.0) ->
 Vec3 = tuple[float, float, float]
 
 
-class DetectorConfig(ConfigModel):
-    """Pixel LArTPC detector response parameters (ND-LAr-like nominal values).
+class DetectorBase(ConfigModel):
+    """What every detector type has: a voxel grid, a material, a response and a parameter schema.
 
-    Units are in the field names. References: PHYSICS.md; larnd-sim defaults for field,
-    lifetime, diffusion; recombination from ArgoNeuT (JINST 8 P08005, Modified Box) and ICARUS
-    (Birks, NIM A 523 (2004) 275).
+    A detector type is one :class:`~sparsenu.config.ConfigModel` subclass with a ``type``
+    literal, its own validated parameters, the :attr:`material` particles propagate in and
+    :meth:`response` (energy deposits -> read-out voxels). Code outside the detector never
+    branches on the type: it calls these methods (``sparsenu.sim.detectors`` registers the
+    types for configuration files).
 
-    Electronics defaults (documented choices):
-
-    - ``gain = 1e-3`` ADC per electron: about 1 ADC count per 1000 electrons, the order of a
-      LArPix-v2 channel (4 mV/ke front-end gain, ~4 mV per ADC count). A MIP crossing a 3.8 mm
-      voxel deposits 0.8 MeV -> R ~ 0.70 -> 24k electrons -> about 20-24 ADC before attenuation.
-    - ``noise = 0.5`` ADC rms (~500 electrons ENC, the larnd-sim uncorrelated-noise order).
-      Noise is added to every voxel that received charge, *before* the threshold; voxels that
-      received no charge stay empty (self-triggering pixels: no noise-only hits).
-    - ``threshold = 3.0`` ADC (~3000 electrons, ~1/7 of a MIP voxel): voxels with
-      ``charge <= threshold`` are not read out.
-    - ``dead_channel_fraction``: fraction of pixel columns (all voxels along ``drift_axis`` for
-      one transverse pixel) that read nothing, in [0, 1). The map is a fixed pseudo-random
-      function of (pixel index, ``dead_channel_seed``): identical for every event of a detector.
+    Attributes
+    ----------
+    volume_min_mm, volume_max_mm : 3 floats (mm)
+        Active volume; voxel ``(0, 0, 0)`` starts at ``volume_min_mm``.
+    voxel_size_mm : float
+        Edge of a voxel (mm).
     """
 
+    type: str
     volume_min_mm: Vec3 = (0.0, 0.0, 0.0)
     volume_max_mm: Vec3 = (972.8, 972.8, 972.8)
     voxel_size_mm: float = Field(3.8, ge=1e-3)
-    drift_axis: Literal[0, 1, 2] = 0
-    field_kv_cm: float = Field(0.5, ge=0.05, le=5.0)
-    drift_velocity_mm_us: float | None = Field(None, gt=0.0)
-    temperature_k: float = Field(87.0, ge=80.0, le=95.0)
-    lifetime_us: float = Field(2200.0, gt=0.0)
-    diffusion_t_cm2_us: float = Field(8.8e-6, ge=0.0)
-    diffusion_l_cm2_us: float = Field(4.0e-6, ge=0.0)
-    recombination: Literal["box", "birks"] = "box"
-    box_alpha: float = Field(C.BOX_ALPHA, gt=0.0)
-    box_beta: float = Field(C.BOX_BETA, gt=0.0)
-    birks_a: float = Field(C.BIRKS_A, gt=0.0, le=1.0)
-    birks_k: float = Field(C.BIRKS_K, ge=0.0)
-    gain: float = Field(1e-3, gt=0.0)
-    noise: float = Field(0.5, ge=0.0)
-    threshold: float = Field(3.0, ge=0.0)
-    dead_channel_fraction: float = Field(0.0, ge=0.0, lt=1.0)
-    dead_channel_seed: int = 0
 
-    @model_validator(mode="after")
-    def _check_volume(self) -> DetectorConfig:
-        vmin, vmax = self.volume_min_mm, self.volume_max_mm
-        if not all(b > a for a, b in zip(vmin, vmax)):
-            raise ValueError(f"volume_max_mm {vmax} must exceed volume_min_mm {vmin} on every axis")
-        n = self.grid_shape
-        if math.prod(n) >= 2**62:
-            raise ValueError(f"voxel grid {n} too large (more than 2^62 voxels)")
-        return self
+    @property
+    def material(self) -> Material:
+        """The material particles propagate in."""
+        raise NotImplementedError
+
+    def response(self, deposits: Deposits, seed: int) -> DetectorHits:
+        """Read-out voxels of ``deposits`` (stage 3 of the simulator), seeded by ``seed``."""
+        raise NotImplementedError
 
     def shifted(self, detector: Mapping[str, Any] | None = None,
-                scale: Mapping[str, float] | None = None) -> DetectorConfig:
+                scale: Mapping[str, float] | None = None) -> Self:
         """A validated copy with absolute (``detector``) and multiplicative (``scale``) overrides.
 
         ``scale={"noise": 2.0}`` doubles the noise; only numeric fields can be scaled.
@@ -123,18 +107,30 @@ class DetectorConfig(ConfigModel):
         """``ValueError`` for a name that is not a field (``"unknown key 'x' (did you mean 'y'?)"``)
         or, with ``numeric``, a field that is not real-valued (it cannot be scaled or ranged)."""
         for name in names:
+            if name == "type":
+                raise ValueError("the detector 'type' cannot be overridden or shifted")
             if numeric and name in cls.model_fields and name not in cls.numeric_fields():
-                raise ValueError(f"'{name}' is a non-numeric DetectorConfig field: it cannot be scaled or ranged")
+                raise ValueError(f"'{name}' is a non-numeric {cls.__name__} field: it cannot be scaled or ranged")
             if name not in cls.model_fields:
                 close = difflib.get_close_matches(name, list(cls.model_fields), n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ValueError(f"unknown key '{name}'{hint}: not a DetectorConfig field")
+                raise ValueError(f"unknown key '{name}'{hint}: not a {cls.__name__} field")
 
     @classmethod
     def numeric_fields(cls) -> tuple[str, ...]:
         """Names of the real-valued fields (the ones a shift may scale or a range may vary)."""
         return tuple(name for name, f in cls.model_fields.items()
                      if f.annotation in (float, float | None))
+
+    @model_validator(mode="after")
+    def _check_volume(self) -> Self:
+        vmin, vmax = self.volume_min_mm, self.volume_max_mm
+        if not all(b > a for a, b in zip(vmin, vmax)):
+            raise ValueError(f"volume_max_mm {vmax} must exceed volume_min_mm {vmin} on every axis")
+        n = self.grid_shape
+        if math.prod(n) >= 2**62:
+            raise ValueError(f"voxel grid {n} too large (more than 2^62 voxels)")
+        return self
 
     @property
     def grid_shape(self) -> tuple[int, int, int]:
@@ -143,6 +139,62 @@ class DetectorConfig(ConfigModel):
             max(1, math.ceil((b - a) / self.voxel_size_mm - 1e-6))
             for a, b in zip(self.volume_min_mm, self.volume_max_mm)
         )
+
+
+class DetectorConfig(DetectorBase):
+    """Pixel LArTPC detector (``type: lartpc``): response parameters, ND-LAr-like nominal values.
+
+    Geometry (``volume_min_mm``, ``volume_max_mm``, ``voxel_size_mm``: 3.8 mm voxels, as in the
+    published study) comes from :class:`DetectorBase`; particles propagate in liquid argon.
+
+    Units are in the field names. References: PHYSICS.md; larnd-sim defaults for field,
+    lifetime, diffusion; recombination from ArgoNeuT (JINST 8 P08005, Modified Box) and ICARUS
+    (Birks, NIM A 523 (2004) 275).
+
+    Electronics defaults (documented choices):
+
+    - ``gain = 1e-3`` ADC per electron: about 1 ADC count per 1000 electrons, the order of a
+      LArPix-v2 channel (4 mV/ke front-end gain, ~4 mV per ADC count). A MIP crossing a 3.8 mm
+      voxel deposits 0.8 MeV -> R ~ 0.70 -> 24k electrons -> about 20-24 ADC before attenuation.
+    - ``noise = 0.5`` ADC rms (~500 electrons ENC, the larnd-sim uncorrelated-noise order).
+      Noise is added to every voxel that received charge, *before* the threshold; voxels that
+      received no charge stay empty (self-triggering pixels: no noise-only hits).
+    - ``threshold = 3.0`` ADC (~3000 electrons, ~1/7 of a MIP voxel): voxels with
+      ``charge <= threshold`` are not read out.
+    - ``dead_channel_fraction``: fraction of pixel columns (all voxels along ``drift_axis`` for
+      one transverse pixel) that read nothing, in [0, 1). The map is a fixed pseudo-random
+      function of (pixel index, ``dead_channel_seed``): identical for every event of a detector.
+    """
+
+    type: Literal["lartpc"] = "lartpc"
+    drift_axis: Literal[0, 1, 2] = 0
+    field_kv_cm: float = Field(0.5, ge=0.05, le=5.0)
+    drift_velocity_mm_us: float | None = Field(None, gt=0.0)
+    temperature_k: float = Field(87.0, ge=80.0, le=95.0)
+    lifetime_us: float = Field(2200.0, gt=0.0)
+    diffusion_t_cm2_us: float = Field(8.8e-6, ge=0.0)
+    diffusion_l_cm2_us: float = Field(4.0e-6, ge=0.0)
+    recombination: Literal["box", "birks"] = "box"
+    box_alpha: float = Field(C.BOX_ALPHA, gt=0.0)
+    box_beta: float = Field(C.BOX_BETA, gt=0.0)
+    birks_a: float = Field(C.BIRKS_A, gt=0.0, le=1.0)
+    birks_k: float = Field(C.BIRKS_K, ge=0.0)
+    gain: float = Field(1e-3, gt=0.0)
+    noise: float = Field(0.5, ge=0.0)
+    threshold: float = Field(3.0, ge=0.0)
+    dead_channel_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    dead_channel_seed: int = 0
+
+    @property
+    def material(self) -> Material:
+        """Liquid argon (PDG properties)."""
+        return LIQUID_ARGON
+
+    def response(self, deposits: Deposits, seed: int) -> DetectorHits:
+        """:func:`sparsenu.sim.detector.detector_response` with this detector."""
+        from sparsenu.sim.detector import detector_response
+
+        return detector_response(deposits, self, seed)
 
     @property
     def vdrift_mm_us(self) -> float:
@@ -223,19 +275,3 @@ class SimConfig(ConfigModel):
     def labels(self) -> tuple[int, ...]:
         """Label (index in ``CLASS_NAMES``) of each entry of ``classes``."""
         return tuple(C.CLASS_NAMES.index(c) for c in self.classes)
-
-
-class SimulationConfig(ConfigModel):
-    """What to simulate: a run seed, the generator and the detector.
-
-    The file of ``sparsenu simulate CONFIG`` and the base of every block that simulates
-    data sets (a training run's ``data.simulate``, a benchmark suite's ``data``)::
-
-        seed: 12345
-        sim: {...}        # SimConfig fields (fiducial volume, energy ranges, classes, min_voxels)
-        detector: {...}   # DetectorConfig fields (volume, voxel size, field, lifetime, ...)
-    """
-
-    seed: int = Field(0, ge=0, lt=2**63)
-    sim: SimConfig = Field(default_factory=SimConfig)
-    detector: DetectorConfig = Field(default_factory=DetectorConfig)

@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from sparsenu.sim import constants as C
-from sparsenu.sim.config import DetectorConfig, SimConfig
-from sparsenu.sim.detector import DetectorHits, detector_response
+from sparsenu.sim.config import DetectorBase, SimConfig
+from sparsenu.sim.detector import DetectorHits
 from sparsenu.sim.primaries import Primary, generate_primary
 from sparsenu.sim.propagation import Deposits, propagate
 from sparsenu.sim.seeds import event_seed, stage_seed
@@ -73,7 +73,7 @@ class SimEvent:
 
 
 def simulate_event(event_id: int, seed: int, label: int, sim: SimConfig,
-                   detector: DetectorConfig) -> SimEvent:
+                   detector: DetectorBase) -> SimEvent:
     """Simulate one event of class ``label``, redrawing until it has ``sim.min_voxels`` hits.
 
     Deterministic: a function of ``(seed, event_id, label, sim, detector)`` only.
@@ -93,8 +93,8 @@ def simulate_event(event_id: int, seed: int, label: int, sim: SimConfig,
         primary = generate_primary(int(label), sim, stage_seed(es, "primary"))
         deposits = propagate(primary, stage_seed(es, "propagation"),
                              volume_min_mm=detector.volume_min_mm,
-                             volume_max_mm=detector.volume_max_mm)
-        hits = detector_response(deposits, detector, stage_seed(es, "detector"))
+                             volume_max_mm=detector.volume_max_mm, material=detector.material)
+        hits = detector.response(deposits, stage_seed(es, "detector"))
         if hits.n >= sim.min_voxels:
             return SimEvent(int(event_id), int(label), es, primary, deposits, hits, attempt)
     raise RuntimeError(
@@ -103,7 +103,7 @@ def simulate_event(event_id: int, seed: int, label: int, sim: SimConfig,
     )
 
 
-def iter_events(n: int, seed: int, sim: SimConfig, detector: DetectorConfig,
+def iter_events(n: int, seed: int, sim: SimConfig, detector: DetectorBase,
                 start: int = 0) -> Iterator[SimEvent]:
     """Yield events ``start .. start + n - 1``; event ``i`` has class ``sim.classes[i % k]``.
 

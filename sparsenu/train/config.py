@@ -14,7 +14,8 @@ from pydantic import Field, field_validator, model_validator
 
 from sparsenu.config import ConfigModel, load_config
 from sparsenu.errors import SparsenuError
-from sparsenu.sim.config import DetectorConfig, SimulationConfig
+from sparsenu.sim.config import DetectorBase
+from sparsenu.sim.detectors import SimulationConfig, check_override_names
 
 __all__ = [
     "METHODS", "SimulateSpec", "DataConfig", "ModelConfig", "LossConfig", "ProjectionConfig",
@@ -51,7 +52,7 @@ class SimulateSpec(SimulationConfig):
     @field_validator("target_detector")
     @classmethod
     def _check_target_names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        DetectorConfig.check_names(value)
+        check_override_names(value)
         return value
 
     @model_validator(mode="after")
@@ -60,10 +61,10 @@ class SimulateSpec(SimulationConfig):
         return self
 
     @property
-    def target_detector_config(self) -> DetectorConfig:
+    def target_detector_config(self) -> DetectorBase:
         """The target detector: ``detector`` with ``target_detector`` applied."""
         try:
-            return self.detector.replace(**self.target_detector)
+            return self.detector.shifted(self.target_detector)
         except ValueError as exc:
             raise ValueError(f"target_detector: {exc}") from None
 
@@ -199,7 +200,7 @@ class ResimConfig(ConfigModel):
     @field_validator("detector_ranges")
     @classmethod
     def _check_ranges(cls, value: dict[str, tuple[float, float]] | None) -> dict[str, tuple[float, float]] | None:
-        DetectorConfig.check_names(value or {}, numeric=True)
+        check_override_names(value or {}, numeric=True)
         for k, (lo, hi) in (value or {}).items():
             if not lo <= hi:
                 raise ValueError(f"'{k}': need lo <= hi, got [{lo}, {hi}]")

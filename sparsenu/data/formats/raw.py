@@ -41,7 +41,7 @@ from sparsenu.data.formats.base import AtomicH5Writer, ChunkedAppender, LazyH5
 from sparsenu.data.formats.schema import decode_attrs, open_h5, validate_h5
 from sparsenu.data.formats.sparse_h5 import EVENT_CHUNK, ROW_CHUNK
 from sparsenu.errors import SparsenuError
-from sparsenu.sim import DetectorConfig, SimEvent
+from sparsenu.sim import DetectorBase, SimEvent, detector_from_dict
 
 __all__ = [
     "SCHEMA",
@@ -199,8 +199,8 @@ def read_header(path: str | Path) -> dict:
         return _decode_attrs(f)
 
 
-def read_detector(path: str | Path, header: Mapping[str, Any] | None = None) -> DetectorConfig:
-    """The :class:`~sparsenu.sim.DetectorConfig` a raw file was simulated with.
+def read_detector(path: str | Path, header: Mapping[str, Any] | None = None) -> DetectorBase:
+    """The detector (any registered type) a raw file was simulated with.
 
     Raises
     ------
@@ -208,13 +208,11 @@ def read_detector(path: str | Path, header: Mapping[str, Any] | None = None) -> 
         The file stores no detector, or one this sparsenu version cannot read: never a
         silent fallback to the default detector.
     """
-    from sparsenu.config import from_dict
-
     det = (read_header(path) if header is None else header).get("detector")
     if not isinstance(det, dict) or not det:
         raise SparsenuError(f"{path}: the file stores no detector configuration (attribute 'detector'); "
                             "it cannot be re-simulated")
-    return from_dict(DetectorConfig, det, source=f"{path} (stored detector)")
+    return detector_from_dict(det, source=f"{path} (stored detector)")
 
 
 #: (resolved path, inode, mtime_ns, size) of files whose schema was validated in this process;

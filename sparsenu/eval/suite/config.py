@@ -16,8 +16,8 @@ from pydantic import Field, model_validator
 
 from sparsenu.config import ConfigModel, load_config
 from sparsenu.errors import SparsenuError
-from sparsenu.sim import DetectorConfig
-from sparsenu.sim.config import SimulationConfig
+from sparsenu.sim import DetectorBase as DetectorConfig
+from sparsenu.sim.detectors import SimulationConfig, check_override_names
 
 __all__ = ["SuiteConfig", "SuiteDataConfig", "MethodSpec", "ShiftSpec", "TargetSpec", "SuiteEvalConfig",
            "ResolvedShift", "load_suite", "resolve_shifts", "apply_detector"]
@@ -54,8 +54,8 @@ class _DetectorOverrides(ConfigModel):
 
     @model_validator(mode="after")
     def _check_keys(self) -> _DetectorOverrides:
-        DetectorConfig.check_names(self.detector)
-        DetectorConfig.check_names(self.scale, numeric=True)
+        check_override_names(self.detector)
+        check_override_names(self.scale, numeric=True)
         both = set(self.detector) & set(self.scale)
         if both:
             raise ValueError(f"parameter(s) {sorted(both)} given in both 'detector' and 'scale'")
@@ -132,8 +132,8 @@ class ShiftSpec(_DetectorOverrides):
     def _check_shift(self) -> ShiftSpec:
         if not self.detector and not self.scale:
             raise ValueError("a shift needs at least one 'detector' or 'scale' override")
-        if self.parameter is not None and self.parameter not in DetectorConfig.model_fields:
-            raise ValueError(f"parameter '{self.parameter}' is not a DetectorConfig field")
+        if self.parameter is not None:
+            check_override_names([self.parameter])
         return self
 
 
@@ -260,7 +260,8 @@ def resolve_shifts(suite: SuiteConfig, nominal: DetectorConfig, source: str = "s
             + f" (nominal {_fmt(getattr(nominal, k))})"
             for k in changed
         )
-        if "field_kv_cm" in changed and "drift_velocity_mm_us" not in changed and nominal.drift_velocity_mm_us is None:
+        if ("field_kv_cm" in changed and "drift_velocity_mm_us" not in changed
+                and getattr(nominal, "drift_velocity_mm_us", 0.0) is None):
             desc += f"; drift velocity {det.vdrift_mm_us:.3f} mm/us (nominal {nominal.vdrift_mm_us:.3f})"
         if value is None:
             value = float("nan")
