@@ -106,3 +106,48 @@ def test_gathered_loss_gradient_equals_full_batch_gradient(tmp_path):
         assert n == 8  # all 8 events from both ranks enter the loss
         assert scale > 1e-6
         assert err < 1e-12 * max(1.0, scale), (alpha, err, scale)
+
+
+def test_collective_tensors_live_on_the_requested_device(monkeypatch):
+    """The epoch-sum all-reduce builds its tensor on the device it is given (a CUDA run gives
+    cuda:LOCAL_RANK; NCCL rejects CPU tensors): checked with a recording all_reduce on a
+    device that is not the default one."""
+    import pytest
+
+    import sparsenu.train.distributed as D
+
+    class Seen(Exception):
+        pass
+
+    def recording_all_reduce(t, op=None):
+        raise Seen(t.device)
+
+    monkeypatch.setattr(D, "_active", lambda: True)
+    monkeypatch.setattr(D.dist, "all_reduce", recording_all_reduce)
+    meta = torch.device("meta")
+    with pytest.raises(Seen) as seen:
+        D.all_reduce_sum([1.0, 2.0], device=meta)
+    assert seen.value.args == (meta,)
+    with pytest.raises(TypeError):  # the device cannot be forgotten
+        D.all_reduce_sum([1.0])  # type: ignore[call-arg]
+
+
+def test_trainer_reduces_its_sums_on_its_own_device(tmp_path, monkeypatch):
+    """Every all-reduce the trainer issues is given the trainer's device."""
+    import sparsenu.train.trainer as T
+    from sparsenu.train import train
+
+    calls = []
+    real = T.all_reduce_sum
+
+    def spy(values, *, device):
+        calls.append(device)
+        return real(values, device=device)
+
+    monkeypatch.setattr(T, "all_reduce_sum", spy)
+    train_h5 = write_toy(tmp_path / "train.h5", 12, 0)
+    val_h5 = write_toy(tmp_path / "val.h5", 6, 1)
+    cfg = toy_config({"train": train_h5, "val": val_h5, "target": None}, "classifier",
+                     **{"optim.epochs": 2, "optim.batch_size": 4, "device": "cpu"})
+    train(write_cfg(tmp_path / "c.yaml", cfg), out_dir=tmp_path / "run", progress=False)
+    assert calls == [torch.device("cpu")] * 2

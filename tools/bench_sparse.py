@@ -11,9 +11,15 @@ RSS, the share of the step spent building kernel maps, and the useful GFLOP/s of
 convolutions (``2 * pairs * C_in * C_out`` per matmul, only real (input, output) pairs)
 next to ``torch.mm`` at the same ``(rows, C_in, C_out)`` shapes.
 
+On CUDA (``--device cuda``) each timed step is synchronised, and the peak GPU memory
+(``torch.cuda.max_memory_allocated``) is printed; ``--preset paper`` times the paper-size
+encoder (widths 96-192-384-768) and ``--amp bf16`` runs the forward pass under bfloat16
+autocast.
+
 Usage::
 
     python tools/bench_sparse.py [--backend native|spconv|minkowski] [--steps 5] [--threads 2]
+                                 [--device cpu|cuda] [--preset bench|paper] [--amp none|bf16]
 """
 from __future__ import annotations
 
@@ -87,7 +93,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="timed steps (after one warm-up step)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--events", type=int, default=32)
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--preset", default="bench", choices=("bench", "paper"),
+                    help="bench: SparseResNet() (32-64-128-256); paper: the published size (96-...-768)")
+    ap.add_argument("--amp", default="none", choices=("none", "bf16"), help="autocast of the forward pass")
     args = ap.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: CUDA is not available")
 
     torch.set_num_threads(args.threads)
     from sparsenu.models import SparseResNet
@@ -97,19 +110,27 @@ def main() -> None:
     torch.manual_seed(0)
     events = make_batch(args.events)
     n_vox = sum(len(c) for c, _ in events)
-    model = SparseResNet()
+    model = (SparseResNet() if args.preset == "bench" else SparseResNet.from_preset("paper")).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     def step():
-        x = sparse_collate(events)
+        x = sparse_collate(events).to(device)
         opt.zero_grad(set_to_none=True)
-        z = model(x)
-        loss = z.pow(2).mean()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp == "bf16"):
+            z = model(x)
+        loss = z.float().pow(2).mean()
         loss.backward()
         opt.step()
+        sync()
         return x
 
     x = step()  # warm-up
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     pairs = {s: 0 for s in x.manager.strides}
     times, recs = [], []
     for _ in range(args.steps):
@@ -126,12 +147,15 @@ def main() -> None:
     kmap = rec.seconds.get("kernel_map", 0.0)
     conv_s = rec.seconds.get("conv_forward", 0.0) + rec.seconds.get("conv_backward", 0.0)
     flops = rec.flops.get("conv_forward", 0.0) + rec.flops.get("conv_backward", 0.0)
-    print(f"backend={args.backend} threads={torch.get_num_threads()} events={args.events} voxels={n_vox} "
+    print(f"backend={args.backend} device={device} preset={args.preset} amp={args.amp} "
+          f"threads={torch.get_num_threads()} events={args.events} voxels={n_vox} "
           f"(sites per tensor stride: { {s: len(x.manager.coords(s)) for s in pairs} })")
     print(f"events/s        : {args.events / best:.2f}  (best of {args.steps}; median {args.events / med:.2f})")
     print(f"ms/step         : {1e3 * best:.0f}  (median {1e3 * med:.0f})")
     print(f"peak RSS        : {rss_gib:.2f} GiB")
-    if args.backend == "native":
+    if device.type == "cuda":
+        print(f"peak GPU memory : {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB")
+    if args.backend == "native" and device.type == "cpu":
         mm_s = mm_reference(rec.shapes)
         print(f"kernel maps     : {1e3 * kmap:.0f} ms = {100 * kmap / best:.1f}% of the step")
         print(f"convolutions    : {1e3 * conv_s:.0f} ms = {100 * conv_s / best:.1f}% of the step "
@@ -139,7 +163,7 @@ def main() -> None:
         print(f"conv GFLOP/s    : {flops / conv_s / 1e9:.1f} useful  vs torch.mm {flops / mm_s / 1e9:.1f} at the "
               f"same shapes -> {100 * mm_s / conv_s:.0f}% of the mm rate")
     else:
-        print("(kernel-map share and conv GFLOP/s are measured for the native backend only)")
+        print("(kernel-map share and conv GFLOP/s are measured for the native backend on CPU only)")
 
 
 if __name__ == "__main__":

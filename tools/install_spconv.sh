@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Install the optional spconv backend (CPU wheel) without touching the installed torch.
 #
-#   bash tools/install_spconv.sh            # uses python3; PYTHON=/path/to/python to override
+#   bash tools/install_spconv.sh            # CPU wheel; python3 (PYTHON=/path/to/python to override)
+#   bash tools/install_spconv.sh --cuda     # the CUDA 12 wheel (spconv-cu120), for a GPU machine
 #
-# spconv 2.3.8 ships a manylinux CPU wheel for CPython 3.11 ("spconv", not "spconv-cuXXX").
+# spconv 2.3.8 ships a manylinux CPU wheel for CPython 3.11 ("spconv") and CUDA wheels
+# ("spconv-cu120" for CUDA 12.x, matching cumm-cu120).
 # Neither spconv nor cumm depends on torch, but both are installed with --no-deps and their
 # pure-Python dependencies pinned explicitly, so pip can never pull another torch (an
 # unpinned torch is several GB of CUDA packages). Known spconv-on-CPU problems are handled
@@ -13,7 +15,11 @@ set -euo pipefail
 PY="${PYTHON:-python3}"
 TORCH_BEFORE="$("$PY" -c 'import torch; print(torch.__version__)')"
 
-"$PY" -m pip install --no-deps "spconv==2.3.8" "cumm==0.7.11"
+if [ "${1:-}" = "--cuda" ]; then
+    "$PY" -m pip install --no-deps "spconv-cu120==2.3.8" "cumm-cu120==0.7.11"
+else
+    "$PY" -m pip install --no-deps "spconv==2.3.8" "cumm==0.7.11"
+fi
 "$PY" -m pip install "pccm>=0.4.16" "ccimport>=0.4.4" "pybind11>=2.6.0" "fire" "sympy" "numpy"
 
 TORCH_AFTER="$("$PY" -c 'import torch; print(torch.__version__)')"

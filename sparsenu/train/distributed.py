@@ -135,8 +135,13 @@ def gather_nograd(x: torch.Tensor) -> torch.Tensor:
         return _GatherWithGrad.apply(x.detach())
 
 
-def all_reduce_sum(values: list[float], device: torch.device | None = None) -> list[float]:
-    """Sum a list of floats over ranks (identity when not distributed)."""
+def all_reduce_sum(values: list[float], *, device: torch.device) -> list[float]:
+    """Sum a list of floats over ranks (identity when not distributed).
+
+    ``device`` is required: the tensor must live where the process group can reduce it
+    (NCCL rejects CPU tensors, so a CUDA run passes its ``cuda:LOCAL_RANK`` device).
+    float64 is reduced as float64 by both gloo and NCCL.
+    """
     if not _active():
         return list(values)
     t = torch.tensor(values, dtype=torch.float64, device=device)

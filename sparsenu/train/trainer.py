@@ -400,7 +400,7 @@ class Trainer:
             bar.close()
             elapsed = time.perf_counter() - t0
             keys = sorted(sums)
-            tot = dict(zip(keys, all_reduce_sum([sums[k] for k in keys])))
+            tot = dict(zip(keys, all_reduce_sum([sums[k] for k in keys], device=self.device)))
             n_all = max(tot.get("n", 0.0), 1.0)
             metrics: dict[str, Any] = {"epoch": epoch + 1, "loss": tot.get("loss", 0.0) / n_all,
                                        "lr": self.optimizer.param_groups[0]["lr"]}
