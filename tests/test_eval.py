@@ -234,3 +234,17 @@ def test_plots_written(tmp_path):
     p = plot_projection(X, y, X + 0.5, y, tmp_path / "proj.png", class_names=["a", "b", "c", "d", "e"],
                         title="m", shifted_label="shifted")
     assert p.is_file() and p.stat().st_size > 1000
+
+
+def test_linear_probe_records_convergence_instead_of_silencing_warnings():
+    """A probe stopped by max_iter says so (converged_ False) and prints nothing; a converged
+    one says converged_ True; other warnings are not swallowed."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 6))
+    y = (X[:, 0] + 0.3 * rng.normal(size=200) > 0).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning escaping the probe fails the test
+        assert LinearProbe(max_iter=1).fit(X, y).converged_ is False
+        assert LinearProbe(max_iter=2000).fit(X, y).converged_ is True

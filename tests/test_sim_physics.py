@@ -278,3 +278,18 @@ def test_dead_channels_remove_whole_columns():
 
 def test_primary_class_pdg():
     assert CLASS_PDG == (11, 22, 13, 211, 2212)
+
+
+def test_detector_subpoint_cap_warns(monkeypatch):
+    """A segment needing more sub-points than the cap is sampled with the cap, with a warning
+    (never silently)."""
+    import sparsenu.sim.detector as D
+    from sparsenu.sim import DetectorConfig, SimulationCapWarning
+    from sparsenu.sim.deposits import Deposits
+
+    dep = Deposits(np.array([[100.0, 100, 100]]), np.array([[100.0, 100, 400]]), np.ones(1), np.full(1, 2.1),
+                   np.ones(1), np.full(1, 13))
+    monkeypatch.setattr(D, "MAX_SUBPOINTS", 10)
+    with pytest.warns(SimulationCapWarning, match="1 deposit segment"):
+        hits = D.detector_response(dep, DetectorConfig(noise=0.0, threshold=0.0), 0)
+    assert hits.n > 0

@@ -18,13 +18,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence  # noqa: F401
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from sparsenu.config import load_config, to_dict
 from sparsenu.data.formats.raw import RawWriter, open_raw, pack_events
 from sparsenu.data.formats.sparse_h5 import SparseH5Writer, check_output
+from sparsenu.data.parallel import map_ordered
 from sparsenu.errors import SparsenuError
 from sparsenu.sim import DetectorBase, SimConfig, SimulationConfig, iter_events, stage_seed
 from sparsenu.sim.propagation import Deposits
@@ -81,18 +81,6 @@ def _chunks(n: int, size: int) -> list[tuple[int, int]]:
     return [(a, min(a + size, n)) for a in range(0, n, size)]
 
 
-def _map_ordered(fn: Callable[[tuple], Any], tasks: Sequence[tuple], workers: int) -> Iterator[Any]:
-    """``map(fn, tasks)`` in order, in ``workers`` spawned processes when workers > 1."""
-    if workers <= 1 or len(tasks) <= 1:
-        for t in tasks:
-            yield fn(t)
-        return
-    import multiprocessing as mp
-
-    with mp.get_context("spawn").Pool(min(workers, len(tasks))) as pool:
-        yield from pool.imap(fn, tasks, chunksize=1)
-
-
 def _check_workers(workers: int) -> int:
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise SparsenuError(f"workers must be a positive integer, got {workers!r}")
@@ -131,7 +119,7 @@ def _write_raw(output: Path, n_events: int, cfg: SimulationConfig, workers: int,
     with RawWriter(output, seed=cfg.seed, sim=to_dict(cfg.sim), detector=to_dict(cfg.detector),
                    overwrite=overwrite) as raw:
         with tqdm(total=n_events, disable=not progress, unit="ev", desc="simulate") as bar:
-            for packed in _map_ordered(_sim_task, tasks, workers):
+            for packed in map_ordered(_sim_task, tasks, workers):
                 raw.add_packed(packed)
                 if sparse_writer is not None:
                     _add_packed_sparse(sparse_writer, packed)
@@ -247,7 +235,7 @@ def write_simulated_dataset(
 
             tasks = [(a, b, cfg.seed, sim, detector) for a, b in _chunks(int(n_events), CHUNK_EVENTS)]
             with tqdm(total=int(n_events), disable=not progress, unit="ev", desc="simulate") as bar:
-                for packed in _map_ordered(_sim_task, tasks, workers):
+                for packed in map_ordered(_sim_task, tasks, workers):
                     _add_packed_sparse(w, packed)
                     bar.update(packed["k"])
     return output
@@ -321,7 +309,7 @@ def resimulate_file(
                         detector=to_dict(detector), source=f"sparsenu resimulate: {Path(raw_input).name}",
                         overwrite=overwrite) as w:
         with tqdm(total=n, disable=not progress, unit="ev", desc="resimulate") as bar:
-            for res in _map_ordered(_resim_task, tasks, workers):
+            for res in map_ordered(_resim_task, tasks, workers):
                 counts = res["counts"]
                 keep = counts >= max(int(min_voxels), 0)
                 if not keep.all():

@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from sklearn.neighbors import KNeighborsClassifier
@@ -77,6 +78,9 @@ class LinearProbe(_ProbeMixin, BaseEstimator):
     ----------
     pipeline_ : sklearn.pipeline.Pipeline
         The fitted ``StandardScaler`` + ``LogisticRegression``.
+    converged_ : bool
+        Whether the solver converged within ``max_iter`` (a ``ConvergenceWarning`` is
+        recorded here instead of being printed; other warnings pass through).
     classes_ : ndarray [n_classes]
         Class labels seen in ``fit``.
     n_features_in_ : int
@@ -99,11 +103,15 @@ class LinearProbe(_ProbeMixin, BaseEstimator):
                 ("logreg", LogisticRegression(C=self.C, max_iter=self.max_iter)),
             ]
         )
-        with warnings.catch_warnings():
-            # A probe that has not fully converged is still a valid (slightly
-            # pessimistic) probe; do not flood the benchmark output.
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            # a probe that has not fully converged is still a valid (slightly pessimistic)
+            # probe: recorded in ``converged_`` (and reported) instead of printed per fit
+            warnings.simplefilter("always", ConvergenceWarning)
             self.pipeline_.fit(X, y)
+        for w in caught:  # anything else is re-emitted as it came
+            if not issubclass(w.category, ConvergenceWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        self.converged_ = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
         self.classes_ = self.pipeline_.classes_
         self.n_features_in_ = X.shape[1]
         return self

@@ -28,6 +28,7 @@ Chain, per energy-deposit segment:
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,12 +38,16 @@ import numpy as np
 from sparsenu.sim import constants as C
 from sparsenu.sim.config import DetectorConfig
 from sparsenu.sim.propagation import Deposits
+from sparsenu.sim.tracking import SimulationCapWarning
 
 __all__ = ["DetectorHits", "detector_response", "recombination_factor", "ionisation_points",
            "dead_pixel_mask", "diffusion_sigma_mm", "SUBPOINT_FRACTION"]
 
 #: Sub-point spacing as a fraction of the voxel size.
 SUBPOINT_FRACTION = 0.3
+#: Most sub-points one segment is split into (a segment of over 100 m at 3.8 mm voxels; the
+#: propagation's steps are <= 5 mm, so only a hand-made deposit reaches it, with a warning).
+MAX_SUBPOINTS = 100000
 _CM2_TO_MM2 = 100.0
 
 
@@ -136,7 +141,12 @@ def ionisation_points(deposits: Deposits, detector: DetectorConfig, rng: np.rand
     delta = deposits.end_mm[ok].astype(np.float64) - start
     q = recombination_factor(deposits.dedx_mev_cm[ok], detector) * de[ok] / C.W_ION_MEV
     length = np.sqrt(np.einsum("ij,ij->i", delta, delta))
-    nsub = np.minimum(np.ceil(length / (SUBPOINT_FRACTION * detector.voxel_size_mm)), 100000)
+    nsub = np.ceil(length / (SUBPOINT_FRACTION * detector.voxel_size_mm))
+    if np.any(nsub > MAX_SUBPOINTS):
+        warnings.warn(f"detector response: {int(np.sum(nsub > MAX_SUBPOINTS))} deposit segment(s) longer than "
+                      f"{MAX_SUBPOINTS} sub-points (up to {float(length.max()):.0f} mm) were sampled with "
+                      f"{MAX_SUBPOINTS} sub-points only", SimulationCapWarning, stacklevel=2)
+        nsub = np.minimum(nsub, MAX_SUBPOINTS)
     nsub = np.maximum(nsub, 1).astype(np.int64)
     g = np.repeat(np.arange(nsub.shape[0]), nsub)
     starts = np.cumsum(nsub) - nsub
@@ -207,14 +217,9 @@ def detector_response(deposits: Deposits, detector: DetectorConfig, seed: int) -
     inside = np.all((idx >= 0) & (idx < shape), axis=1)
     if not inside.all():
         idx, elec = idx[inside], elec[inside]
-    key = (idx[:, 0] * shape[1] + idx[:, 1]) * shape[2] + idx[:, 2]
-    uniq, inv = np.unique(key, return_inverse=True)
+    uniq, inv = np.unique(np.ravel_multi_index(idx.T, shape), return_inverse=True)  # row-major voxel ids
     charge = np.bincount(inv.reshape(-1), weights=elec, minlength=uniq.shape[0])
-    coords = np.empty((uniq.shape[0], 3), dtype=np.int64)
-    coords[:, 2] = uniq % shape[2]
-    rest = uniq // shape[2]
-    coords[:, 1] = rest % shape[1]
-    coords[:, 0] = rest // shape[1]
+    coords = np.stack(np.unravel_index(uniq, shape), axis=1)
     adc = charge * detector.gain
     if detector.noise > 0:
         adc = adc + detector.noise * rng.standard_normal(adc.shape[0])
