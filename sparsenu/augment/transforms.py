@@ -559,16 +559,16 @@ def _build_one(item: Any, where: str) -> Transform:
     name = item["name"]
     kwargs = {k: v for k, v in item.items() if k != "name"}
     if name == "paper":
-        unknown = set(kwargs) - {"jitter_sigma_voxels"}
-        if unknown:
-            raise SparsenuError(f"augmentation {where} 'paper': unknown argument(s) {sorted(unknown)}")
+        extra = set(kwargs) - {"jitter_sigma_voxels"}
+        if extra:
+            raise SparsenuError(f"augmentation {where} 'paper': unknown argument(s) {sorted(extra)}")
         return paper_augmentation(**kwargs)
     if name not in AUGMENTATIONS:
         raise SparsenuError(
             f"augmentation {where}: unknown name {name!r}; expected one of {sorted(AUGMENTATIONS) + ['paper']}"
         )
     cls = AUGMENTATIONS[name]
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(cls).parameters
     allowed = [p for p in params if p != "self"]
     unknown = [k for k in kwargs if k not in allowed]
     if unknown:

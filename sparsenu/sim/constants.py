@@ -39,7 +39,7 @@ N_CLASSES: int = len(CLASS_NAMES)
 
 #: Masses in MeV from the PDG tables (``particle`` package), cached at import.
 MASS_MEV: dict[int, float] = {
-    pdg: float(Particle.from_pdgid(pdg).mass) for pdg in (11, 13, 211, 2212, 111)
+    pdg: float(Particle.from_pdgid(pdg).mass or 0.0) for pdg in (11, 13, 211, 2212, 111)
 }
 MASS_MEV[22] = 0.0
 for _p in (11, 13, 211):

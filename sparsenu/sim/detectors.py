@@ -12,7 +12,7 @@ and register it here.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any, Union
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError
 
@@ -43,7 +43,10 @@ def _any_detector() -> Any:
 
 
 #: Annotation of a field holding a detector of any registered type.
-AnyDetector = _any_detector()
+if TYPE_CHECKING:
+    AnyDetector = DetectorBase
+else:
+    AnyDetector = _any_detector()
 
 
 def detector_class(name: str) -> type[DetectorBase]:
@@ -64,7 +67,8 @@ def detector_from_dict(data: Mapping[str, Any], source: str | None = None) -> De
     """
     cls = detector_class(_type_of(data))
     try:
-        return TypeAdapter(cls).validate_python(dict(data))
+        out: DetectorBase = TypeAdapter(cls).validate_python(dict(data))
+        return out
     except ValidationError as exc:
         raise format_validation_error(exc, cls, source) from None
 

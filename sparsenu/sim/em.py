@@ -73,7 +73,7 @@ class PhotonCrossSections:
     """
 
     def __init__(self, material: Material) -> None:
-        e = None
+        e: np.ndarray | None = None
         parts = np.zeros((3, 0))
         for z, a, w in material.elements:
             _, cols = load_csv(f"xcom_z{z:02d}.csv")
@@ -85,6 +85,7 @@ class PhotonCrossSections:
             # barn/atom -> mm^-1: sigma * N_A / A * w * rho, cm^-1 -> mm^-1
             f = _BARN_CM2 * AVOGADRO / a * w * material.density_g_cm3 / 10.0
             parts += f * np.stack([pn + pe, incoh, photo])
+        assert e is not None, f"{material.name}: no elements"
         self.log_e = np.log(e)
         self.mu_pair, self.mu_compton, self.mu_photo = parts
         self.mu_tot = parts.sum(axis=0)

@@ -48,7 +48,7 @@ class SimEvent:
     #: hit / deposit segment
     EVENT_GROUPS: ClassVar[tuple[str, ...]] = ("events", "primaries")
 
-    def to_arrays(self) -> dict[str, dict[str, np.ndarray]]:
+    def to_arrays(self) -> dict[str, dict[str, Any]]:
         """The event as named groups of numpy arrays (the raw file's layout).
 
         ``events`` (event_id, label, event_seed, attempt) and ``primaries`` hold one value

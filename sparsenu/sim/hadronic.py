@@ -202,16 +202,16 @@ def sample_interactions(rng: np.random.Generator, pdg: np.ndarray, t0: np.ndarra
     """
     k = t0.shape[0]
     r_stop, proc = np.zeros(k), np.zeros(k, np.int64)
-    u = rng.exponential(1.0, k)
+    u: np.ndarray = rng.exponential(1.0, size=k)
     for code in np.unique(pdg):
         m = np.flatnonzero(pdg == code)
         it = interaction_table(int(code), material)
         r0 = it.tab.range_mm(t0[m])
-        lam0 = np.interp(r0, it.r, it.lam_tot)
+        lam0 = np.asarray(np.interp(r0, it.r, it.lam_tot))
         hit = u[m] < lam0
         if not np.any(hit):
             continue
-        ri = np.interp(lam0[hit] - u[m][hit], it.lam_tot, it.r)
+        ri = np.asarray(np.interp(lam0[hit] - u[m][hit], it.lam_tot, it.r))
         idx = m[hit]
         r_stop[idx] = ri
         if abs(code) == 2212:

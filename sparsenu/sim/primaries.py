@@ -50,7 +50,7 @@ class Primary:
             "vertex_mm": [float(v) for v in self.vertex_mm],
         }
 
-    def to_arrays(self) -> dict[str, np.ndarray]:
+    def to_arrays(self) -> dict[str, Any]:
         """Every field as a numpy value with its storage dtype (the raw file's ``/primaries``)."""
         return {
             "pdg": np.int32(self.pdg), "label": np.int64(self.label),

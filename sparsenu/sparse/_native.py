@@ -126,12 +126,14 @@ def conv_backward(feats: torch.Tensor, weight: torch.Tensor, grad_out: torch.Ten
     """
     grad_out = grad_out.contiguous()
     c_in = weight.shape[1]
-    gx = gw = None
+    gx: torch.Tensor | None = None
+    gw: torch.Tensor | None = None
     if need_w:
         gw = weight.new_zeros(weight.shape)
     if km.identity is not None:
         c = km.identity
         if need_w:
+            assert gw is not None
             torch.mm(feats.t(), grad_out, out=gw[c])
         if need_x:
             gx = torch.mm(grad_out, weight[c].t())
@@ -154,10 +156,13 @@ def conv_backward(feats: torch.Tensor, weight: torch.Tensor, grad_out: torch.Ten
             a, b = bounds[k], bounds[k + 1]
             if b > a:
                 if need_w:
+                    assert g_in is not None and gw is not None
                     torch.mm(g_in[a:b].t(), g_out[a:b], out=gw[k])
                 if need_x:
+                    assert z is not None
                     torch.mm(g_out[a:b], weight[k].t(), out=z[a:b])
         if need_x:
+            assert gx is not None and z is not None
             gx.index_add_(0, km.in_idx, z)
     return gx, gw
 

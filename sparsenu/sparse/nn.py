@@ -109,23 +109,23 @@ class _OnFeatures:
         return x.replace(super().forward(x.feats))  # type: ignore[misc]
 
 
-class BatchNorm(_OnFeatures, nn.BatchNorm1d):
+class BatchNorm(_OnFeatures, nn.BatchNorm1d):  # type: ignore[misc]  # forward takes a SparseTensor
     """Batch normalisation of the features over all active sites of the batch."""
 
 
-class ReLU(_OnFeatures, nn.ReLU):
+class ReLU(_OnFeatures, nn.ReLU):  # type: ignore[misc]
     """ReLU on the features."""
 
 
-class LeakyReLU(_OnFeatures, nn.LeakyReLU):
+class LeakyReLU(_OnFeatures, nn.LeakyReLU):  # type: ignore[misc]
     """Leaky ReLU on the features."""
 
 
-class GELU(_OnFeatures, nn.GELU):
+class GELU(_OnFeatures, nn.GELU):  # type: ignore[misc]
     """GELU on the features."""
 
 
-class Dropout(_OnFeatures, nn.Dropout):
+class Dropout(_OnFeatures, nn.Dropout):  # type: ignore[misc]
     """Element-wise dropout on the features."""
 
 

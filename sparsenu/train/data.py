@@ -110,7 +110,9 @@ def prepare_data(cfg, run_dir: Path, *, is_main: bool = True, progress: bool = T
 
     d = cfg.data
     if d.simulate is None:
-        return DataFiles(train=_check_file(d.train, "data.train", True), val=_check_file(d.val, "data.val", True),
+        train = _check_file(d.train, "data.train", True)
+        assert train is not None  # DataConfig requires data.train without a simulate block
+        return DataFiles(train=train, val=_check_file(d.val, "data.val", True),
                          target=_check_file(d.target, "data.target", True),
                          raw_train=_check_file(d.raw_train, "data.raw_train"))
     s = d.simulate

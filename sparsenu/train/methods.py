@@ -17,6 +17,7 @@ Every forward pass goes through ``trainer.forward(x)`` (the possibly DDP-wrapped
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -196,7 +197,7 @@ class DannMethod(Method):
                              seed=trainer.seed_for("target-augment"),
                              feature_scale=self.cfg.data.feature_scale)
         self.target_loader = trainer.make_loader(ds, shuffle=True, stream="target")
-        self._target_iter = None
+        self._target_iter: Iterator[dict] | None = None
         self._target_cycle = 0
 
     def on_epoch_start(self, trainer, epoch: int) -> None:
@@ -212,6 +213,7 @@ class DannMethod(Method):
         return iter(self.target_loader)
 
     def _next_target(self) -> dict:
+        assert self._target_iter is not None, "on_epoch_start sets the target iterator"
         try:
             return next(self._target_iter)
         except StopIteration:
@@ -259,7 +261,7 @@ class ContrastiveMethod(Method):
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
-        self.needs_train_labels = cfg.loss.alpha > 0
+        self.needs_train_labels = cfg.loss.alpha > 0  # type: ignore[misc]  # per instance: alpha decides
 
     def build_heads(self, embed_dim: int) -> dict[str, nn.Module]:
         p = self.cfg.projection

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import h5py
 import numpy as np
 
+_deflate: Any
 try:  # optional accelerator; the file format does not depend on it
     from isal import isal_zlib as _deflate
 except ImportError:  # pragma: no cover - exercised only where isal is missing

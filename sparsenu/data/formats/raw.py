@@ -168,6 +168,7 @@ class RawWriter(AtomicH5Writer):
             app.append(off)
             app.close()
         self.attrs["n_events"] = int(self.n_events)
+        assert f is not None
         for k, v in self.attrs.items():
             f.attrs[k] = v
         f.close()
