@@ -2,9 +2,9 @@
 
 Transforms map ``(coords int32 [n,3], feats float32 [n,F], generator) -> (coords, feats)``
 with at least one voxel kept; see :mod:`sparsenu.augment.transforms`.
-:class:`ResimViews` (RS3L re-simulation positives) lives in :mod:`sparsenu.augment.resim`
-and is imported lazily (it needs :mod:`sparsenu.sim`).
+:class:`ResimViews` (RS3L re-simulation positives) lives in :mod:`sparsenu.augment.resim`.
 """
+from sparsenu.augment.resim import ResimViews
 from sparsenu.augment.transforms import (
     AUGMENTATIONS,
     AugmentBase,
@@ -48,10 +48,3 @@ __all__ = [
     "random_rotation_matrix",
 ]
 
-
-def __getattr__(name):
-    if name == "ResimViews":
-        from sparsenu.augment.resim import ResimViews
-
-        return ResimViews
-    raise AttributeError(f"module 'sparsenu.augment' has no attribute {name!r}")

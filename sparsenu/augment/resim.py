@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from sparsenu.errors import SparsenuError
+from sparsenu.sim import DetectorBase, DetectorConfig, detector_from_dict, propagate
 
 __all__ = ["ResimViews", "DEFAULT_DETECTOR_RANGES"]
 
@@ -74,8 +75,6 @@ class ResimViews:
         base_detector: Any = None,
         max_attempts: int = 10,
     ) -> None:
-        from sparsenu.sim import DetectorBase, DetectorConfig, detector_from_dict
-
         if base_detector is None:
             base_detector = DetectorConfig()
         elif isinstance(base_detector, Mapping):
@@ -135,8 +134,6 @@ class ResimViews:
     # ------------------------------------------------------------------ views
     def simulate(self, primary: Any, deposits: Any, generator: torch.Generator | int):
         """Re-simulate once: returns ``(DetectorHits, detector, deposits)`` (hits may be empty)."""
-        from sparsenu.sim import propagate
-
         g = _to_generator(generator)
         detector = self.draw_detector(g)
         if self.resim_propagation:

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sparsenu.data.formats.base import write_json_atomic
+from sparsenu.data.simulate import resimulate_file, write_simulated_dataset
 from sparsenu.keys import config_hash, derive_seed
-from sparsenu.sim import DetectorBase, SimulationConfig
+from sparsenu.sim import SIM_PHYSICS_VERSION, DetectorBase, SimulationConfig
 
 __all__ = ["CACHE_VERSION", "SimulatedSet", "SimulatedData"]
 
@@ -60,8 +61,6 @@ class SimulatedData:
 
     def __init__(self, spec: SimulationConfig, root: str | Path, *, workers: int = 1, progress: bool = True,
                  create: bool = True) -> None:
-        from sparsenu.sim import SIM_PHYSICS_VERSION
-
         self.spec = spec
         self.workers = int(workers)
         self.progress = bool(progress)
@@ -81,8 +80,6 @@ class SimulatedData:
         is rewritten whole; the simulation is deterministic, so the surviving file comes
         out identical.
         """
-        from sparsenu.data.simulate import write_simulated_dataset
-
         stem = f"{name}-{int(n_events)}"
         out = self.dir / f"{stem}.h5"
         raw_out = self.dir / f"{stem}_raw.h5" if raw else None
@@ -96,8 +93,6 @@ class SimulatedData:
 
     def shifted(self, base: SimulatedSet, detector: DetectorBase) -> Path:
         """The events of ``base`` (which needs its raw file) with the detector stage re-run under ``detector``."""
-        from sparsenu.data.simulate import resimulate_file
-
         if base.raw is None:
             raise ValueError(f"set '{base.name}' was simulated without its raw file; it cannot be re-simulated")
         out = self.dir / f"{base.raw.stem.removesuffix('_raw')}_shift_{config_hash(detector.to_dict())}.h5"

@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from sparsenu.augment.resim import ResimViews
 from sparsenu.data.dataset import EventViewDataset, Transform
+from sparsenu.data.formats import raw
 
 __all__ = ["ResimDataset"]
 
@@ -64,8 +66,6 @@ class ResimDataset(EventViewDataset):
         feature_scale: float = 1.0,
         indices: Sequence[int] | np.ndarray | None = None,
     ) -> None:
-        from sparsenu.data.formats import raw
-
         path = Path(raw_path)
         with raw.open_raw(path) as f:
             labels = f["events/label"][()]
@@ -75,8 +75,6 @@ class ResimDataset(EventViewDataset):
         self._reader = raw.RawReader(path)
         self.header = raw.read_header(path)
         if resim is None:
-            from sparsenu.augment.resim import ResimViews
-
             resim = ResimViews(base_detector=raw.read_detector(path, self.header))
         self.resim = resim
 

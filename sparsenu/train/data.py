@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from sparsenu.data.cache import SimulatedData
+from sparsenu.data.shards import resolve_paths
 from sparsenu.errors import SparsenuError
 from sparsenu.keys import derive_seed
 
@@ -78,8 +80,6 @@ def _check_file(p: str | None, key: str, allow_glob: bool = False) -> Path | Non
         return None
     path = Path(p).expanduser()
     if not path.is_file():
-        from sparsenu.data.shards import resolve_paths
-
         if allow_glob and any(c in str(path) for c in "*?["):
             # a glob of sparse-tensor shards, read as one data set by SparseH5Dataset
             try:
@@ -106,8 +106,6 @@ def prepare_data(cfg, run_dir: Path, *, is_main: bool = True, progress: bool = T
     SparsenuError
         A configured file does not exist.
     """
-    from sparsenu.data.cache import SimulatedData
-
     d = cfg.data
     if d.simulate is None:
         train = _check_file(d.train, "data.train", True)

@@ -24,13 +24,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparsenu.augment import build_augmentation
 from sparsenu.augment.resim import ResimViews
 from sparsenu.data import SparseH5Dataset
 from sparsenu.data.formats.raw import read_detector
 from sparsenu.data.resim_dataset import ResimDataset
 from sparsenu.errors import SparsenuError
+from sparsenu.losses import contrastive_loss, dann_lambda
+from sparsenu.models import SparseResNet
 from sparsenu.models.heads import ClassifierHead, DomainClassifier, ProjectionHead
 from sparsenu.models.probe import KNNProbe
+from sparsenu.sparse import SparseTensor
+from sparsenu.train.distributed import gather_nograd, gather_with_grad
 
 __all__ = ["Method", "ClassifierMethod", "ClassifierAugMethod", "DannMethod", "ContrastiveMethod",
            "ResimMethod", "METHOD_CLASSES", "get_method", "build_encoder", "Net", "cat_sparse"]
@@ -38,8 +43,6 @@ __all__ = ["Method", "ClassifierMethod", "ClassifierAugMethod", "DannMethod", "C
 
 def build_encoder(cfg) -> nn.Module:
     """The :class:`sparsenu.models.SparseResNet` described by ``cfg.model``."""
-    from sparsenu.models import SparseResNet
-
     m = cfg.model
     if m.preset is not None:
         return SparseResNet.from_preset(m.preset, in_channels=m.in_channels)
@@ -53,8 +56,6 @@ def cat_sparse(xs: list) -> Any:
     ``xs[k]`` holds ``B_k`` events; in the result they are events
     ``sum(B_<k) .. sum(B_<=k) - 1``.
     """
-    from sparsenu.sparse import SparseTensor
-
     if len(xs) == 1:
         return xs[0]
     coords, feats, off = [], [], 0
@@ -104,8 +105,6 @@ class Method:
 
     def transform(self):
         """The view transform (the config's augmentation spec)."""
-        from sparsenu.augment import build_augmentation
-
         spec = self.cfg.resolved_augment
         return None if spec in ("none", None, [], {}) else build_augmentation(spec)
 
@@ -221,8 +220,6 @@ class DannMethod(Method):
             return next(self._target_iter)
 
     def training_step(self, batch: dict, trainer) -> dict[str, Any]:
-        from sparsenu.losses import dann_lambda
-
         labels = batch["labels"].to(trainer.device)
         self.check_labels(labels)
         tgt = self._next_target()
@@ -271,9 +268,6 @@ class ContrastiveMethod(Method):
         return heads
 
     def training_step(self, batch: dict, trainer) -> dict[str, Any]:
-        from sparsenu.losses import contrastive_loss
-        from sparsenu.train.distributed import gather_nograd, gather_with_grad
-
         alpha, temp = self.cfg.loss.alpha, self.cfg.loss.temperature
         labels = batch["labels"].to(trainer.device)
         if alpha > 0:

@@ -36,12 +36,13 @@ from typing import Any
 import h5py
 import numpy as np
 
+from sparsenu import __version__
 from sparsenu.data.formats import Chunk, FileInfo
 from sparsenu.data.formats.base import AtomicH5Writer, ChunkedAppender, LazyH5
 from sparsenu.data.formats.schema import decode_attrs, open_h5, validate_h5
 from sparsenu.data.formats.sparse_h5 import EVENT_CHUNK, ROW_CHUNK
 from sparsenu.errors import SparsenuError
-from sparsenu.sim import DetectorBase, SimEvent, detector_from_dict
+from sparsenu.sim import Deposits, DetectorBase, DetectorHits, Primary, SimEvent, detector_from_dict
 
 __all__ = [
     "SCHEMA",
@@ -105,8 +106,6 @@ class RawWriter(AtomicH5Writer):
 
     def __init__(self, output: str | Path, *, seed: int, sim: Mapping[str, Any], detector: Mapping[str, Any],
                  overwrite: bool = False, created_by: str = "sparsenu simulate") -> None:
-        from sparsenu import __version__
-
         super().__init__(output, overwrite)
         self.attrs = {
             "schema": SCHEMA,
@@ -148,8 +147,6 @@ class RawWriter(AtomicH5Writer):
     def _finish(self) -> None:
         f = self._f
         if not self._apps:  # zero events: the layout of an empty file, from a template event
-            from sparsenu.sim import Deposits, DetectorHits, Primary
-
             template = SimEvent(0, 0, 0, Primary.from_dict({
                 "pdg": 0, "label": 0, "kinetic_energy_mev": 0.0, "direction": [0, 0, 1],
                 "momentum_mev": [0, 0, 0], "vertex_mm": [0, 0, 0]}), Deposits.empty(),
@@ -331,8 +328,6 @@ class RawReader:
 
     def read_deposits(self, i: int) -> Any:
         """The deposit store of event row ``i`` as ``sparsenu.sim.Deposits``."""
-        from sparsenu.sim import Deposits
-
         return Deposits.from_arrays(self._rows("deposits", self.row(i)))
 
     def read_event(self, i: int) -> SimEvent:
