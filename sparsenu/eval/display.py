@@ -422,7 +422,7 @@ def show_event(path: str | Path, output: str | Path, *, row: int | None = None, 
     from sparsenu.data.formats.sparse_h5 import check_output
 
     output = Path(output)
-    check_output(output, overwrite)
+    check_output(output, overwrite, inputs=(path,))
     _figure_suffix(output)
     view = load_event(path, row=row, event_id=event_id, fmt=fmt, producer=producer, voxel_size_mm=voxel_size_mm)
     panels = [(view, "as stored")]
