@@ -94,9 +94,12 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
             raise SparsenuError(f"{path}: corrupt sparsenu checkpoint (no '{key}')")
     types_ok = (isinstance(state["config"], dict) and isinstance(state["encoder"], dict)
                 and isinstance(state["method"], str) and isinstance(state["heads"], dict)
-                and all(isinstance(v, dict) for v in state["heads"].values()))
+                and all(isinstance(v, dict) for v in state["heads"].values())
+                and all(isinstance(state[k], int) and not isinstance(state[k], bool)
+                        for k in ("epoch", "global_step") if k in state)
+                and all(state[k] is None or isinstance(state[k], dict) for k in ("metrics", "best") if k in state))
     if not types_ok:
-        raise SparsenuError(f"{path}: corrupt sparsenu checkpoint (config, encoder, heads or method of the wrong type)")
+        raise SparsenuError(f"{path}: corrupt sparsenu checkpoint (an entry of the wrong type)")
     return state
 
 

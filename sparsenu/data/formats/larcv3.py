@@ -176,6 +176,11 @@ def _primary_labels(f: h5py.File, particle_producer: str | None, start: int, sto
     if not has.any():
         return labels
     a, b = int(first[has].min()), int((first + count)[has].max())
+    n_parts = g["particles"].shape[0]
+    if a < 0 or b > n_parts:
+        j = int(np.flatnonzero(has & ((first < 0) | (first + count > n_parts)))[0])
+        raise SparsenuError(f"{f.filename}: event {start + j}: particle extents {int(first[j])}:{int(first[j] + count[j])} "
+                            f"run past the end of particle_{particle_producer}_group/particles ({n_parts} rows)")
     parts = g["particles"][a:b]
     names = parts.dtype.names
     pdg_field = "pdg" if "pdg" in names else "pdg_code"
