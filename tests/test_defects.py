@@ -832,3 +832,38 @@ def test_outputs_in_missing_directories_are_refused_by_every_command(tmp_path, c
         rc, _, err = cli(capsys, *args, "-q")
         assert_error(rc, err, "does not exist")
     assert not (tmp_path / "nope").exists()
+
+
+# -- found by the fuzz harness (tests/test_fuzz_cli.py) ---------------------------------------------
+def test_harness_larcv3_particle_extents_past_the_table_fail_in_bounded_memory(tmp_path):
+    """A particle extent of 2**32 - 1 rows built an index of that many rows before checking it
+    against the table (the process was killed for memory); it is checked first now."""
+    import resource
+
+    src = write_larcv3(tmp_path / "l.h5", random_tracks(3, np.random.default_rng(0)), pdgs=[[11], [13], [22]])
+    with h5py.File(src, "a") as f:
+        ext = f["Data/particle_sbndvoxels_group/extents"]
+        e = ext[()]
+        e[1]["N"] = 2**32 - 1
+        ext[...] = e
+
+    def limit():  # a traceback (MemoryError) instead of the machine's OOM killer if it regresses
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    r = subprocess.run([sys.executable, "-m", "sparsenu", "preprocess", str(src), "-o", str(tmp_path / "o.h5"),
+                        "--format", "larcv3", "-q"], capture_output=True, text=True, env=env, timeout=120,
+                       preexec_fn=limit)
+    assert_error(r.returncode, r.stderr, "event 1", "particle extents")
+    assert_nothing_at(tmp_path / "o.h5")
+
+
+@pytest.mark.parametrize("key, value", [("epoch", None), ("global_step", "3"), ("metrics", [1]), ("heads", [])])
+def test_harness_checkpoint_entries_of_the_wrong_type(tmp_path, capsys, toy, checkpoint, key, value):
+    state = torch.load(checkpoint, weights_only=True)
+    state[key] = value
+    bad = tmp_path / "bad.pt"
+    torch.save(state, bad)
+    rc, _, err = cli(capsys, "embed", bad, toy["val"], "-o", tmp_path / "e.h5", "-q")
+    assert_error(rc, err, "corrupt sparsenu checkpoint")
+    assert_nothing_at(tmp_path / "e.h5")
