@@ -867,3 +867,36 @@ def test_harness_checkpoint_entries_of_the_wrong_type(tmp_path, capsys, toy, che
     rc, _, err = cli(capsys, "embed", bad, toy["val"], "-o", tmp_path / "e.h5", "-q")
     assert_error(rc, err, "corrupt sparsenu checkpoint")
     assert_nothing_at(tmp_path / "e.h5")
+
+
+def test_harness_huge_ndlar_flow_positions_are_one_error_line(tmp_path, capsys):
+    """A finite but huge position (1e30 cm) was cast to int64 (a RuntimeWarning on stderr) and
+    overflowed the voxeliser's key (OverflowError traceback)."""
+    import warnings
+
+    src = write_ndlar_flow(tmp_path / "n.h5", [(np.array([[1.0, 0, 0]]), np.ones(1)),
+                                               (np.array([[0, 1e30, 0]]), np.ones(1))], event_ids=[4, 5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning would be a second stderr line
+        rc, _, err = cli(capsys, "preprocess", src, "-o", tmp_path / "o.h5", "--format", "ndlar-flow", "-q")
+    assert_error(rc, err, "event 5", "int32")
+    assert_nothing_at(tmp_path / "o.h5")
+
+
+def test_harness_voxelise_blocks_wider_than_the_packed_key(tmp_path):
+    """Voxels of a block spanning millions of voxels per axis (ND-LAr flow has no stated volume)
+    are merged and sorted exactly; the packed int64 key overflowed there."""
+    from sparsenu.data.preprocess import voxelise
+
+    rng = np.random.default_rng(0)
+    pos = np.concatenate([rng.uniform(0, 4, (60, 3)), rng.uniform(0, 4, (40, 3)) + 3e6, rng.uniform(0, 4, (30, 3))])
+    offsets = np.array([0, 80, 130])
+    coords, q, counts, _ = voxelise(pos, np.ones(len(pos)), offsets, np.ones(3), None)
+    ref_c, ref_q = [], []
+    for e in range(2):
+        u, inv = np.unique(np.floor(pos[offsets[e]:offsets[e + 1]]).astype(np.int64), axis=0, return_inverse=True)
+        ref_c.append(u)
+        ref_q.append(np.bincount(inv.ravel(), minlength=len(u)))
+    np.testing.assert_array_equal(coords, np.concatenate(ref_c))
+    np.testing.assert_array_equal(q, np.concatenate(ref_q))
+    np.testing.assert_array_equal(counts, [len(c) for c in ref_c])

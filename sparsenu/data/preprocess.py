@@ -237,22 +237,33 @@ def voxelise(
     cols = [vidx[:, a] for a in range(3)]
     lo = [int(c.min()) for c in cols]
     dims = [int(c.max()) - lo[a] + 1 for a, c in enumerate(cols)]
-    key = evg * dims[0]
-    for a in range(3):
-        if a:
-            key *= dims[a]
-        key += cols[a]
-        key -= lo[a]
-    if len(key) < 2 or bool(np.all(key[1:] > key[:-1])):
-        # already sorted and unique within events (e.g. native-voxel inputs): nothing to merge
-        counts = np.bincount(evg, minlength=k).astype(np.int64)
-        return vidx, q, counts, reason
-    order = np.argsort(key)
-    sk = key[order]
-    first = np.empty(len(sk), bool)
-    first[0] = True
-    np.not_equal(sk[1:], sk[:-1], out=first[1:])
-    inverse = np.empty(len(sk), np.intp)
+    if max(k, 1) * dims[0] * dims[1] * dims[2] >= 2**62:
+        # the packed key would overflow int64 (a block spanning ~2**21 voxels per axis):
+        # sort the columns themselves (slower, same result)
+        order = np.lexsort((cols[2], cols[1], cols[0], evg))
+        first = np.ones(len(order), bool)
+        if len(order) > 1:
+            same = evg[order[1:]] == evg[order[:-1]]
+            for c in cols:
+                same &= c[order[1:]] == c[order[:-1]]
+            first[1:] = ~same
+    else:
+        key = evg * dims[0]
+        for a in range(3):
+            if a:
+                key *= dims[a]
+            key += cols[a]
+            key -= lo[a]
+        if len(key) < 2 or bool(np.all(key[1:] > key[:-1])):
+            # already sorted and unique within events (e.g. native-voxel inputs): nothing to merge
+            counts = np.bincount(evg, minlength=k).astype(np.int64)
+            return vidx, q, counts, reason
+        order = np.argsort(key)
+        sk = key[order]
+        first = np.empty(len(sk), bool)
+        first[0] = True
+        np.not_equal(sk[1:], sk[:-1], out=first[1:])
+    inverse = np.empty(len(order), np.intp)
     inverse[order] = np.cumsum(first) - 1
     rep = order[first]  # one hit of every distinct voxel, in (event, x, y, z) order
     qsum = np.bincount(inverse, weights=q, minlength=len(rep))
@@ -282,6 +293,26 @@ def _check_chunk(chunk: Chunk, info: FileInfo, start: int, stop: int) -> None:
         raise SparsenuError(f"{info.path}: corrupt or truncated (events {start}:{stop}): {problem}")
 
 
+def _check_positions_fit(chunk: Chunk, info: FileInfo, scale: np.ndarray) -> None:
+    """Formats without a stated volume: a finite position whose voxel index cannot be an int32
+    (cast to int64 it would even wrap) is an error naming the event, as F2's int32 check is."""
+    pos = chunk.pos_u
+    if len(pos) == 0:
+        return
+    limit = float(2**31) / float(np.max(scale))
+    with np.errstate(invalid="ignore"):
+        if all(bool(np.nanmax(np.abs(pos[:, a]), initial=0.0) < limit) for a in range(3)):
+            return
+        far = (np.abs(pos) >= limit).any(axis=1) & np.isfinite(pos).all(axis=1)
+    if not far.any():
+        return
+    row = int(np.flatnonzero(far)[0])
+    e = int(np.searchsorted(chunk.offsets, row, side="right")) - 1
+    raise SparsenuError(f"{info.path}: event {int(chunk.event_ids[e])}: hit position {pos[row].tolist()} (in "
+                        f"{float(info.unit_mm[0]):g} mm units) gives a voxel index that does not fit int32; check the "
+                        "positions or use a larger --voxel-size")
+
+
 def _process_task(fmt: str, info: FileInfo, start: int, stop: int, voxel_size_mm: float,
                   anchored: bool) -> _Result:
     """Read and voxelise events ``start:stop`` of one file (runs in a worker process)."""
@@ -298,6 +329,8 @@ def _process_task(fmt: str, info: FileInfo, start: int, stop: int, voxel_size_mm
     if info.native_voxel_mm is not None and abs(voxel_size_mm - info.native_voxel_mm) < 1e-12 * voxel_size_mm:
         scale = np.ones(3)
     use_idx = chunk.idx is not None and bool(np.all(scale == 1.0))
+    if anchored and not use_idx:
+        _check_positions_fit(chunk, info, scale)
     coords, q, counts, reason = voxelise(None if use_idx else chunk.pos_u, chunk.charge, chunk.offsets, scale,
                                          None if anchored else info.volume_u,
                                          idx=chunk.idx if use_idx else None)
