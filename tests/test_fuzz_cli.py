@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import h5py
@@ -54,9 +55,14 @@ def workdir():
 
 # -- the promise ------------------------------------------------------------------------------------
 def run_cli(capsys, args) -> tuple[int, str, str]:
+    """Exit status, stdout and stderr of one in-process command; warnings count as stderr lines
+    (the console script prints them there; pytest would only collect them)."""
     capsys.readouterr()
-    rc = main([str(a) for a in args])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rc = main([str(a) for a in args])
     out, err = capsys.readouterr()
+    err += "".join(f"{w.filename}:{w.lineno}: {w.category.__name__}: {w.message}\n" for w in caught)
     return rc, out, err
 
 
