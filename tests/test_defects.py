@@ -900,3 +900,25 @@ def test_harness_voxelise_blocks_wider_than_the_packed_key(tmp_path):
     np.testing.assert_array_equal(coords, np.concatenate(ref_c))
     np.testing.assert_array_equal(q, np.concatenate(ref_q))
     np.testing.assert_array_equal(counts, [len(c) for c in ref_c])
+
+
+def test_harness_show_reads_community_files_with_the_checks_of_preprocess(tmp_path, capsys):
+    """'sparsenu show' voxelised community events itself, without preprocess' checks: a huge
+    ND-LAr position drew a figure of wrapped coordinates (and a RuntimeWarning), a larcv3 event
+    past the end of /voxels gave a traceback."""
+    import warnings
+
+    huge = write_ndlar_flow(tmp_path / "n.h5", [(np.array([[1e30, 0, 0]]), np.ones(1))], event_ids=[3])
+    bad = write_larcv3(tmp_path / "l.h5", random_tracks(3, np.random.default_rng(0)))
+    with h5py.File(bad, "a") as f:
+        g = f["Data/sparse3d_sbndvoxels_group"]
+        v = g["voxel_extents"][()]
+        v[-1]["N"] += 50
+        g["voxel_extents"][...] = v
+    for src, needle in ((huge, "event 3"), (bad, "event 2")):
+        out = tmp_path / "x.png"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            rc, _, err = cli(capsys, "show", src, "-o", out, "--event", "0" if src == huge else "2")
+        assert_error(rc, err, needle)
+        assert_nothing_at(out)

@@ -34,7 +34,7 @@ from sparsenu.data.formats.sparse_h5 import SparseH5Writer
 from sparsenu.data.shards import shard_inputs
 from sparsenu.errors import SparsenuError
 
-__all__ = ["preprocess", "PreprocessSummary", "voxelise", "SKIP_REASONS"]
+__all__ = ["preprocess", "PreprocessSummary", "voxelise", "read_block", "SKIP_REASONS"]
 
 #: skip reasons, in the order they are tested
 SKIP_REASONS = ("empty", "non-finite position", "non-finite charge", "out of volume")
@@ -366,6 +366,16 @@ def _process_task(fmt: str, info: FileInfo, start: int, stop: int, voxel_size_mm
     return _Result(coords=coords, feats=feats, offsets=offsets,
                    labels=labels, event_ids=event_ids, bad=bad,
                    events_in=stop - start, nbytes=chunk.nbytes, min_idx=min_idx, extent=extent)
+
+
+def read_block(fmt: str, info: FileInfo, start: int, stop: int, voxel_size_mm: float, anchored: bool) -> _Result:
+    """Read, check and voxelise events ``start:stop`` of one input file as ``preprocess`` does.
+
+    ``anchored``: keep the lattice of the input units without the stated volume's cut (and
+    int64 coordinates); otherwise hits outside the volume make their event bad. Bad events
+    are left out and listed in ``bad`` as ``(event id, reason)``. Used by ``sparsenu show``.
+    """
+    return _process_task(fmt, info, start, stop, voxel_size_mm, anchored)
 
 
 def _run_task(args: tuple) -> _Result:
