@@ -559,6 +559,49 @@ def test_f11_kill_at_every_checkpoint_write(tmp_path, monkeypatch, toy):
     _run_with_kills(tmp_path, monkeypatch, cfg, lambda w: range(1, len(w) + 1))
 
 
+_KILL_AT_WRITE = """
+import os, signal, sys
+import sparsenu.train.trainer as tr
+real, n = tr.save_checkpoint, [0]
+def save(state, path):
+    n[0] += 1
+    if n[0] == int(sys.argv[1]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(state, path)
+tr.save_checkpoint = save
+from sparsenu.cli import main
+import torch
+torch.set_num_threads(1)
+sys.exit(main(["train", sys.argv[2], "--out", sys.argv[3], "-q"]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["classifier", "contrastive"])
+def test_f11_real_kill9_at_every_checkpoint_write(tmp_path, toy, method):
+    """A real kill -9 (the process signals itself) at each checkpoint write, then --resume: the
+    same best.pt and last.pt as the uninterrupted run."""
+    from sparsenu.train import train
+
+    cfg = tiny_config(tmp_path / "c.yaml", toy["train"], toy["val"], method=method, **{"optim.epochs": 2})
+    ref = train(cfg, out_dir=tmp_path / "ref", progress=False)
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    k = 1
+    while True:
+        out = tmp_path / f"cut{k}"
+        r = subprocess.run([sys.executable, "-c", _KILL_AT_WRITE, str(k), str(cfg), str(out)], env=env,
+                           capture_output=True, text=True, timeout=600)
+        if r.returncode == 0:  # fewer writes than k: every point was tried
+            break
+        assert r.returncode == -signal.SIGKILL, r.stderr
+        res = train(cfg, out_dir=out, resume=(out / "config.yaml").is_file(), progress=False)
+        _same_checkpoint(ref.last_checkpoint, res.last_checkpoint)
+        _same_checkpoint(ref.best_checkpoint, out / "best.pt")
+        assert not list(out.rglob("*.tmp-*"))
+        k += 1
+    assert k > 4
+
+
 # -- F12: the one-off kernel build ------------------------------------------------------------------
 def _fake_torch_load(monkeypatch, calls: list):
     """torch's cpp_extension.load as far as its build lock goes: waits while ``lock`` exists."""
