@@ -307,8 +307,8 @@ def _check_positions_fit(chunk: Chunk, info: FileInfo, scale: np.ndarray) -> Non
     if not far.any():
         return
     row = int(np.flatnonzero(far)[0])
-    e = int(np.searchsorted(chunk.offsets, row, side="right")) - 1
-    raise SparsenuError(f"{info.path}: event {int(chunk.event_ids[e])}: hit position {pos[row].tolist()} (in "
+    e = int(np.searchsorted(np.asarray(chunk.offsets), row, side="right")) - 1
+    raise SparsenuError(f"{info.path}: event {int(np.asarray(chunk.event_ids)[e])}: hit position {pos[row].tolist()} (in "
                         f"{float(info.unit_mm[0]):g} mm units) gives a voxel index that does not fit int32; check the "
                         "positions or use a larger --voxel-size")
 
