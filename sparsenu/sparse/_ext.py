@@ -133,6 +133,7 @@ def _build_lock(folder: Path) -> Iterator[None]:
         return
     fd = os.open(folder / _LOCK, os.O_RDWR | os.O_CREAT, 0o666)
     try:
+        locked = True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -140,6 +141,11 @@ def _build_lock(folder: Path) -> Iterator[None]:
             print(f"sparsenu: waiting for process {owner}, which is building the C++ sparse-convolution kernels "
                   f"in {folder} (lock {folder / _LOCK})...", file=sys.stderr, flush=True)
             fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without flock (some NFS mounts): torch's own baton only
+            locked = False
+        if not locked:
+            yield
+            return
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         baton = folder / _TORCH_BATON
