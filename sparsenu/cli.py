@@ -6,6 +6,8 @@ Every command is a thin call into a package function. User mistakes raise
 from __future__ import annotations
 
 import argparse
+import math
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,9 +33,42 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
     return value
+
+
+#: seeds are stored as int64 attributes and hashed as unsigned 63-bit values
+_SEED_MAX = 2**63 - 1
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value <= _SEED_MAX:
+        raise argparse.ArgumentTypeError(f"a seed must lie in [0, 2**63 - 1], got {text!r}")
+    return value
+
+
+class _UsageError(Exception):
+    """A command-line syntax error (printed by :func:`main` as one line, exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors raise instead of printing the usage and exiting.
+
+    :func:`main` prints them as the one line ``sparsenu: error: ...`` every user mistake gets
+    (``-h`` still prints the help and exits 0). Sub-command parsers are of this class too
+    (``add_subparsers`` creates them with the parent's class).
+    """
+
+    def error(self, message: str):  # type: ignore[override]
+        command = self.prog.split(" ", 1)[1] if " " in self.prog else ""
+        text = " ".join(str(message).split())
+        hint = f"see 'sparsenu {command} -h'" if command else "see 'sparsenu -h'"
+        raise _UsageError(f"{command}: {text} ({hint})" if command else f"{text} ({hint})")
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -155,7 +190,7 @@ def _add_analysis_parsers(sub: argparse._SubParsersAction, common: Callable[[arg
     s.add_argument("--augment", default=None, metavar="SPEC", help="augmentation for a second panel, e.g. paper")
     s.add_argument("--shift", nargs="+", default=[], metavar="KEY=VALUE",
                    help="DetectorConfig overrides for a re-simulated panel, e.g. lifetime_us=500 (raw files)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the augmentation")
+    s.add_argument("--seed", type=_seed, default=0, help="seed of the augmentation")
     s.add_argument("--producer", default=None, help="larcv3 producer name")
     s.add_argument("--voxel-size", type=_positive_float, default=None, metavar="MM",
                    help="community formats: voxel size in mm (default: the input's own)")
@@ -166,7 +201,7 @@ def _add_analysis_parsers(sub: argparse._SubParsersAction, common: Callable[[arg
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``sparsenu`` argument parser (one sub-command per task)."""
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="sparsenu",
         description="Detector-robust sparse representations of LArTPC events.",
     )
@@ -183,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--detector", nargs="*", default=[], metavar="KEY=VALUE",
                    help="DetectorConfig overrides, e.g. lifetime_us=500")
     s.add_argument("--workers", type=_positive_int, default=1)
-    s.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
+    s.add_argument("--seed", type=_seed, default=None, help="overrides the config's seed")
     s.add_argument("--overwrite", action="store_true")
     common(s)
     s.set_defaults(func=_cmd_simulate)
@@ -231,26 +266,59 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Terminated(BaseException):
+    """Raised in the main thread by SIGTERM, so that ``finally`` blocks (the removal of
+    ``<output>.tmp-<pid>`` files by the I/O base) run as they do for Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``sparsenu`` console script; returns the exit status."""
+    """Entry point of the ``sparsenu`` console script; returns the exit status.
+
+    User mistakes (command-line syntax included) print one line ``sparsenu: error: ...`` and
+    return 2; ``-h`` prints the help and exits 0; Ctrl-C returns 130 and SIGTERM 143, both
+    after removing the command's temporary files.
+    """
     parser = build_parser()
-    # argparse gives a '*' positional nothing once an option sits between it and the
-    # command's first positional (`train CFG --out DIR key=value`): collect stray
-    # KEY=VALUE items for the commands that take overrides, reject anything else.
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
-            args.overrides = list(args.overrides) + extra
-        else:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        # argparse gives a '*' positional nothing once an option sits between it and the
+        # command's first positional (`train CFG --out DIR key=value`): collect stray
+        # KEY=VALUE items for the commands that take overrides, reject anything else.
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+                args.overrides = list(args.overrides) + extra
+            else:
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except _UsageError as exc:
+        print(f"sparsenu: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    previous = None
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
     try:
         return int(args.func(args) or 0)
     except SparsenuError as exc:
-        print(f"sparsenu: error: {exc}", file=sys.stderr)
+        print(f"sparsenu: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sparsenu: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("sparsenu: terminated", file=sys.stderr)
+        return 143
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -110,7 +110,8 @@ def _assert_exit2_no_output(args, out, capsys, match):
     assert err.startswith("sparsenu: error:") and len(err.strip().splitlines()) == 1
     assert match in err
     assert not out.exists()
-    assert not any(p.name.startswith(f".{out.name}") for p in out.parent.iterdir())
+    if out.parent.is_dir():
+        assert not any(p.name.startswith((f".{out.name}", f"{out.name}.tmp-")) for p in out.parent.iterdir())
 
 
 def test_embed_bad_inputs_exit_2(tmp_path, capsys):
@@ -172,7 +173,11 @@ def tiny_checkpoint(tmp_path_factory):
 
 def test_embed_cli_writes_file(tiny_checkpoint, tmp_path, capsys):
     ckpt, sp = tiny_checkpoint
-    out = tmp_path / "sub" / "emb.h5"
+    # like preprocess and simulate, embed does not create a missing (mistyped?) output directory
+    _assert_exit2_no_output(["embed", str(ckpt), str(sp), "-o", str(tmp_path / "sub" / "emb.h5"), "-q"],
+                            tmp_path / "sub" / "emb.h5", capsys, "does not exist")
+    assert not (tmp_path / "sub").exists()
+    out = tmp_path / "emb.h5"
     rc = main(["embed", str(ckpt), str(sp), "-o", str(out), "-q", "--batch-size", "5"])
     assert rc == 0, capsys.readouterr().err
     assert "16 of 16 events" in capsys.readouterr().out

@@ -87,6 +87,11 @@ class EventViewDataset(torch.utils.data.Dataset):
         """File rows of the exposed events."""
         return self._rows.copy()
 
+    def describe(self, i: int) -> str:
+        """Where event ``i`` of this dataset comes from, for error messages (file, row, event id)."""
+        row = int(self._rows[i])
+        return f"{self.path}: event row {row} (event_id {int(self._event_ids[row])})"
+
     def subset(self, indices: Sequence[int] | np.ndarray):
         """A dataset over ``indices`` (positions in this dataset) with the same settings.
 
@@ -181,6 +186,11 @@ class SparseH5Dataset(EventViewDataset):
     @property
     def voxel_size_mm(self) -> float:
         return float(self.attrs["voxel_size_mm"])
+
+    def describe(self, i: int) -> str:
+        row = int(self._rows[i])
+        k, local = self._shards.locate(row)
+        return f"{self.paths[k]}: event row {local} (event_id {int(self._event_ids[row])})"
 
     def n_voxels(self) -> np.ndarray:
         """Voxels per exposed event, int64 [len(self)]."""

@@ -19,6 +19,7 @@ Bad input never produces a wrong file:
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -28,11 +29,12 @@ from typing import Any
 import numpy as np
 
 from sparsenu.data.formats import Chunk, FileInfo, get_reader
-from sparsenu.data.formats.sparse_h5 import SparseH5Writer, check_output
+from sparsenu.data.formats.base import check_output
+from sparsenu.data.formats.sparse_h5 import SparseH5Writer
 from sparsenu.data.shards import shard_inputs
 from sparsenu.errors import SparsenuError
 
-__all__ = ["preprocess", "PreprocessSummary", "voxelise", "SKIP_REASONS"]
+__all__ = ["preprocess", "PreprocessSummary", "voxelise", "read_block", "SKIP_REASONS"]
 
 #: skip reasons, in the order they are tested
 SKIP_REASONS = ("empty", "non-finite position", "non-finite charge", "out of volume")
@@ -80,6 +82,7 @@ class PreprocessSummary:
     voxel_size_mm: float
     origin_mm: tuple
     shard: tuple | None = None
+    note: str = ""
 
     @property
     def mb_per_s(self) -> float:
@@ -95,6 +98,7 @@ class PreprocessSummary:
             f"  voxels {self.voxels} at {self.voxel_size_mm:g} mm, origin {tuple(round(v, 4) for v in self.origin_mm)} mm\n"
             f"  read {self.bytes_read / 1e6:.1f} MB in {self.seconds:.2f} s ({self.mb_per_s:.1f} MB/s, "
             f"{self.events_in / max(self.seconds, 1e-9):.0f} events/s)"
+            + (f"\n  note: {self.note}" if self.note else "")
         )
 
 
@@ -109,6 +113,7 @@ class _Result:
     events_in: int
     nbytes: int
     min_idx: np.ndarray | None
+    extent: list | None = None  # per axis (min, its event id, max, its event id), None if no voxel
 
 
 def voxelise(
@@ -232,28 +237,80 @@ def voxelise(
     cols = [vidx[:, a] for a in range(3)]
     lo = [int(c.min()) for c in cols]
     dims = [int(c.max()) - lo[a] + 1 for a, c in enumerate(cols)]
-    key = evg * dims[0]
-    for a in range(3):
-        if a:
-            key *= dims[a]
-        key += cols[a]
-        key -= lo[a]
-    if len(key) < 2 or bool(np.all(key[1:] > key[:-1])):
-        # already sorted and unique within events (e.g. native-voxel inputs): nothing to merge
-        counts = np.bincount(evg, minlength=k).astype(np.int64)
-        return vidx, q, counts, reason
-    order = np.argsort(key)
-    sk = key[order]
-    first = np.empty(len(sk), bool)
-    first[0] = True
-    np.not_equal(sk[1:], sk[:-1], out=first[1:])
-    inverse = np.empty(len(sk), np.intp)
+    if max(k, 1) * dims[0] * dims[1] * dims[2] >= 2**62:
+        # the packed key would overflow int64 (a block spanning ~2**21 voxels per axis):
+        # sort the columns themselves (slower, same result)
+        order = np.lexsort((cols[2], cols[1], cols[0], evg))
+        first = np.ones(len(order), bool)
+        if len(order) > 1:
+            same = evg[order[1:]] == evg[order[:-1]]
+            for c in cols:
+                same &= c[order[1:]] == c[order[:-1]]
+            first[1:] = ~same
+    else:
+        key = evg * dims[0]
+        for a in range(3):
+            if a:
+                key *= dims[a]
+            key += cols[a]
+            key -= lo[a]
+        if len(key) < 2 or bool(np.all(key[1:] > key[:-1])):
+            # already sorted and unique within events (e.g. native-voxel inputs): nothing to merge
+            counts = np.bincount(evg, minlength=k).astype(np.int64)
+            return vidx, q, counts, reason
+        order = np.argsort(key)
+        sk = key[order]
+        first = np.empty(len(sk), bool)
+        first[0] = True
+        np.not_equal(sk[1:], sk[:-1], out=first[1:])
+    inverse = np.empty(len(order), np.intp)
     inverse[order] = np.cumsum(first) - 1
     rep = order[first]  # one hit of every distinct voxel, in (event, x, y, z) order
     qsum = np.bincount(inverse, weights=q, minlength=len(rep))
     coords = vidx[rep]
     counts = np.bincount(evg[rep], minlength=k).astype(np.int64)
     return coords, qsum, counts, reason
+
+
+def _check_chunk(chunk: Chunk, info: FileInfo, start: int, stop: int) -> None:
+    """A reader's block must be self-consistent; a corrupt input (a table that ends before its
+    references do) is a SparsenuError naming the file and the first event it hits."""
+    k = stop - start
+    off = np.asarray(chunk.offsets)
+    n_hits = len(np.asarray(chunk.charge))
+    n_pos = len(chunk.idx) if chunk.idx is not None else len(chunk.pos_u)
+    n_labels, n_ids = len(np.asarray(chunk.labels)), len(np.asarray(chunk.event_ids))
+    problem = None
+    if off.shape != (k + 1,) or n_labels != k or n_ids != k:
+        problem = f"{len(off) - 1} event ranges, {n_labels} labels and {n_ids} event ids for {k} events"
+    elif k and (off[0] != 0 or np.any(np.diff(off) < 0)):
+        problem = "event ranges are not increasing"
+    elif off[-1] != n_hits or n_pos != n_hits:
+        last = min(n_hits, n_pos)
+        e = start + int(np.searchsorted(off, last, side="right")) - 1
+        problem = f"event {min(e, stop - 1)} refers to hit rows past the end of the data ({int(off[-1])} > {last})"
+    if problem is not None:
+        raise SparsenuError(f"{info.path}: corrupt or truncated (events {start}:{stop}): {problem}")
+
+
+def _check_positions_fit(chunk: Chunk, info: FileInfo, scale: np.ndarray) -> None:
+    """Formats without a stated volume: a finite position whose voxel index cannot be an int32
+    (cast to int64 it would even wrap) is an error naming the event, as F2's int32 check is."""
+    pos = chunk.pos_u
+    if len(pos) == 0:
+        return
+    limit = float(2**31) / float(np.max(scale))
+    with np.errstate(invalid="ignore"):
+        if all(bool(np.nanmax(np.abs(pos[:, a]), initial=0.0) < limit) for a in range(3)):
+            return
+        far = (np.abs(pos) >= limit).any(axis=1) & np.isfinite(pos).all(axis=1)
+    if not far.any():
+        return
+    row = int(np.flatnonzero(far)[0])
+    e = int(np.searchsorted(np.asarray(chunk.offsets), row, side="right")) - 1
+    raise SparsenuError(f"{info.path}: event {int(np.asarray(chunk.event_ids)[e])}: hit position {pos[row].tolist()} (in "
+                        f"{float(info.unit_mm[0]):g} mm units) gives a voxel index that does not fit int32; check the "
+                        "positions or use a larger --voxel-size")
 
 
 def _process_task(fmt: str, info: FileInfo, start: int, stop: int, voxel_size_mm: float,
@@ -267,10 +324,13 @@ def _process_task(fmt: str, info: FileInfo, start: int, stop: int, voxel_size_mm
     except (OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SparsenuError(f"{info.path}: corrupt or truncated (events {start}:{stop}): {msg}") from None
+    _check_chunk(chunk, info, start, stop)
     scale = np.asarray(info.unit_mm, np.float64) / float(voxel_size_mm)
     if info.native_voxel_mm is not None and abs(voxel_size_mm - info.native_voxel_mm) < 1e-12 * voxel_size_mm:
         scale = np.ones(3)
     use_idx = chunk.idx is not None and bool(np.all(scale == 1.0))
+    if anchored and not use_idx:
+        _check_positions_fit(chunk, info, scale)
     coords, q, counts, reason = voxelise(None if use_idx else chunk.pos_u, chunk.charge, chunk.offsets, scale,
                                          None if anchored else info.volume_u,
                                          idx=chunk.idx if use_idx else None)
@@ -278,10 +338,25 @@ def _process_task(fmt: str, info: FileInfo, start: int, stop: int, voxel_size_mm
     bad = [(int(chunk.event_ids[j]), SKIP_REASONS[reason[j]]) for j in np.nonzero(~keep)[0]]
     offsets = np.zeros(int(keep.sum()) + 1, np.int64)
     np.cumsum(counts[keep], out=offsets[1:])
-    min_idx = np.array([coords[:, a].min() for a in range(3)]) if (anchored and len(coords)) else None
-    if not anchored and len(coords) and coords.dtype != np.int32:
-        if coords.max() > np.iinfo(np.int32).max:
-            raise SparsenuError(f"{info.path}: voxel index exceeds int32; use a larger --voxel-size")
+    lim = np.iinfo(np.int32)
+    extent = None
+    if len(coords):
+        # per axis: (lowest index, its event id, highest index, its event id)
+        event_ids_kept = np.asarray(chunk.event_ids)[keep]
+        rows_ev = np.repeat(np.arange(len(event_ids_kept)), counts[keep])
+        extent = []
+        for a in range(3):
+            col = coords[:, a]
+            i_lo, i_hi = int(np.argmin(col)), int(np.argmax(col))
+            extent.append((int(col[i_lo]), int(event_ids_kept[rows_ev[i_lo]]),
+                           int(col[i_hi]), int(event_ids_kept[rows_ev[i_hi]])))
+        if not anchored:
+            for lo, eid_lo, hi, eid_hi in extent:
+                if lo < lim.min or hi > lim.max:
+                    eid, v = (eid_hi, hi) if hi > lim.max else (eid_lo, lo)
+                    raise SparsenuError(f"{info.path}: event {eid}: voxel index {v} does not fit int32; "
+                                        "use a larger --voxel-size")
+    min_idx = np.array([e[0] for e in extent]) if (anchored and extent) else None
     if coords.dtype != np.int32 and not anchored:
         coords = coords.astype(np.int32)
     feats = np.asarray(q, dtype=np.float32).reshape(-1, 1)
@@ -290,7 +365,17 @@ def _process_task(fmt: str, info: FileInfo, start: int, stop: int, voxel_size_mm
         labels, event_ids = labels[keep], event_ids[keep]
     return _Result(coords=coords, feats=feats, offsets=offsets,
                    labels=labels, event_ids=event_ids, bad=bad,
-                   events_in=stop - start, nbytes=chunk.nbytes, min_idx=min_idx)
+                   events_in=stop - start, nbytes=chunk.nbytes, min_idx=min_idx, extent=extent)
+
+
+def read_block(fmt: str, info: FileInfo, start: int, stop: int, voxel_size_mm: float, anchored: bool) -> _Result:
+    """Read, check and voxelise events ``start:stop`` of one input file as ``preprocess`` does.
+
+    ``anchored``: keep the lattice of the input units without the stated volume's cut (and
+    int64 coordinates); otherwise hits outside the volume make their event bad. Bad events
+    are left out and listed in ``bad`` as ``(event id, reason)``. Used by ``sparsenu show``.
+    """
+    return _process_task(fmt, info, start, stop, voxel_size_mm, anchored)
 
 
 def _run_task(args: tuple) -> _Result:
@@ -415,14 +500,11 @@ def preprocess(
             raise SparsenuError(f"shard {shard[0]}/{shard[1]} is empty: only {len(all_inputs)} input file(s); "
                                 f"use at most {len(all_inputs)} shards")
         id_offsets = _shard_id_offsets(reader, all_inputs, inputs, producer)
-    if voxel_size_mm is not None and not voxel_size_mm > 0:
-        raise SparsenuError(f"voxel size must be positive, got {voxel_size_mm}")
+    if voxel_size_mm is not None and not (voxel_size_mm > 0 and math.isfinite(voxel_size_mm)):
+        raise SparsenuError(f"voxel size must be a positive finite number, got {voxel_size_mm}")
     if workers < 1:
         raise SparsenuError(f"workers must be >= 1, got {workers}")
-    output = check_output(output, overwrite)
-    for p in inputs:
-        if p.resolve() == output.resolve():
-            raise SparsenuError(f"{output}: output is also an input")
+    output = check_output(output, overwrite, inputs=inputs)
 
     infos: list[FileInfo] = []
     offset = 0
@@ -433,15 +515,24 @@ def preprocess(
             raise
         except (OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
             raise SparsenuError(f"{p}: corrupt or unreadable: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+        info.check()
         info.extra["event_id_offset"] = offset if id_offsets is None else id_offsets[str(p)]
         offset += info.n_events
-        if infos and info.geometry_key() != infos[0].geometry_key():
-            raise SparsenuError(f"{p}: voxel grid differs from {infos[0].path}; preprocess them separately")
-        if fmt == "sparsenu" and infos and info.detector != infos[0].detector:
-            raise SparsenuError(f"{p}: detector configuration differs from {infos[0].path}; "
-                                "preprocess them separately")
+        # inputs without events add nothing: their grid need not agree (an empty larcv3 file has none)
+        ref = next((i for i in infos if i.n_events > 0), None)
+        if ref is not None and info.n_events > 0:
+            if info.geometry_key() != ref.geometry_key():
+                raise SparsenuError(f"{p}: voxel grid differs from {ref.path}; preprocess them separately")
+            if fmt == "sparsenu" and info.detector != ref.detector:
+                raise SparsenuError(f"{p}: detector configuration differs from {ref.path}; "
+                                    "preprocess them separately")
         infos.append(info)
-    first = infos[0]
+    first = next((i for i in infos if i.n_events > 0), infos[0])
+    if first.extra.get("no_grid"):
+        if voxel_size_mm is None:
+            raise SparsenuError(f"{first.path}: holds no events and no voxel grid; give --voxel-size to write "
+                                "an empty output")
+        first = dataclasses.replace(first, native_voxel_mm=None, volume_u=None)
     if voxel_size_mm is None:
         if first.native_voxel_mm is None and first.volume_u is not None:
             raise SparsenuError(f"{first.path}: voxels are not cubic; give --voxel-size")
@@ -462,6 +553,7 @@ def preprocess(
     skipped: Counter = Counter({r: 0 for r in SKIP_REASONS})
     events_in = events_out = nbytes = voxels = 0
     min_idx: np.ndarray | None = None
+    extent: list | None = None  # per axis [min, event id, max, event id] over the whole output
     with SparseH5Writer(output, voxel_size_mm=voxel_size_mm, origin_mm=origin_mm, detector=detector,
                         source=source, n_feats=1, feature_names=["charge"], overwrite=overwrite,
                         flush_rows=ANCHORED_BUFFER_ROWS if anchored else FLUSH_ROWS) as w:
@@ -474,10 +566,9 @@ def preprocess(
                     skipped[why] += 1
                 if anchored and res.min_idx is not None:
                     min_idx = res.min_idx if min_idx is None else np.minimum(min_idx, res.min_idx)
-                if anchored and len(res.coords):
-                    lim = np.iinfo(np.int32)
-                    if res.coords.min() < lim.min or res.coords.max() > lim.max:
-                        raise SparsenuError(f"{task[1].path}: voxel index exceeds int32; use a larger --voxel-size")
+                extent = _merge_extent(extent, res.extent)
+                if anchored and extent is not None:
+                    _check_int32_extent(extent, task[1].path, shifted=shard is None)
                 w.add_events(res.coords, res.feats, res.offsets, res.labels, res.event_ids)
                 events_in += res.events_in
                 events_out += len(res.labels)
@@ -489,8 +580,49 @@ def preprocess(
             w.shift_coords(shift)
             origin_mm = shift.astype(np.float64) * voxel_size_mm
             w.set_attr("origin_mm", origin_mm)
+    note = ""
+    if extent is not None:
+        from sparsenu.sparse.coords import COORD_MAX, COORD_MIN
+
+        shift = min_idx if (anchored and min_idx is not None and shard is None) else np.zeros(3, np.int64)
+        lo = min(e[0] - int(d) for e, d in zip(extent, shift))
+        hi = max(e[2] - int(d) for e, d in zip(extent, shift))
+        if lo < COORD_MIN or hi > COORD_MAX:
+            note = (f"voxel coordinates span [{lo}, {hi}], beyond the range of the sparse convolutions "
+                    f"[{COORD_MIN}, {COORD_MAX}]: 'sparsenu train' and 'embed' will refuse this file; "
+                    "use a larger --voxel-size")
     return PreprocessSummary(
         output=output, fmt=fmt, inputs=inputs, events_in=events_in, events_out=events_out,
         skipped=dict(skipped), voxels=voxels, bytes_read=nbytes, seconds=time.perf_counter() - t0,
-        voxel_size_mm=voxel_size_mm, origin_mm=tuple(float(v) for v in origin_mm), shard=shard,
+        voxel_size_mm=voxel_size_mm, origin_mm=tuple(float(v) for v in origin_mm), shard=shard, note=note,
     )
+
+
+def _merge_extent(total: list | None, part: list | None) -> list | None:
+    """Per-axis (min, event id, max, event id) of two blocks together."""
+    if part is None:
+        return total
+    if total is None:
+        return [list(a) for a in part]
+    for t, (lo, eid_lo, hi, eid_hi) in zip(total, part):
+        if lo < t[0]:
+            t[0], t[1] = lo, eid_lo
+        if hi > t[2]:
+            t[2], t[3] = hi, eid_hi
+    return total
+
+
+def _check_int32_extent(extent: list, path: str, shifted: bool) -> None:
+    """Anchored formats (no stated volume): the voxel indices, shifted so that the lowest is 0
+    (or unshifted for a shard), must fit the int32 coordinates of the output."""
+    lim = np.iinfo(np.int32)
+    for axis, (lo, eid_lo, hi, eid_hi) in zip("xyz", extent):
+        if lo < lim.min or hi > lim.max:
+            eid, v = (eid_hi, hi) if hi > lim.max else (eid_lo, lo)
+            raise SparsenuError(f"{path}: event {eid}: voxel index {v} along {axis} does not fit int32 "
+                                "(a position too far from the detector origin?); use a larger --voxel-size")
+        if shifted and hi - lo > lim.max:
+            raise SparsenuError(
+                f"{path}: events {eid_lo} and {eid_hi} lie {hi - lo} voxels apart along {axis} "
+                f"(indices {lo} and {hi}), more than the int32 coordinates of the output hold; "
+                "check their positions or use a larger --voxel-size")

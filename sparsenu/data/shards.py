@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from sparsenu.data.formats.base import LazyH5
-from sparsenu.data.formats.sparse_h5 import open_sparse, read_sparse_attrs
+from sparsenu.data.formats.sparse_h5 import check_sparse_values, open_sparse, read_sparse_attrs
 from sparsenu.errors import SparsenuError
 
 __all__ = ["shard_inputs", "parse_shard", "resolve_paths", "ShardIndex", "MAX_OPEN_FILES"]
@@ -168,6 +168,10 @@ class ShardIndex:
         first: tuple | None = None
         for p in self.paths:
             with open_sparse(p) as f:
+                try:
+                    check_sparse_values(f, p)  # structure was checked by open_sparse; values here
+                except OSError as exc:  # a damaged chunk
+                    raise SparsenuError(f"{p}: corrupt or truncated: {str(exc).splitlines()[0]}") from None
                 off = f["offsets"][()].astype(np.int64)
                 labels.append(f["labels"][()].astype(np.int64))
                 ids.append(f["event_id"][()].astype(np.int64))

@@ -177,7 +177,7 @@ def simulate_file(
     workers = _check_workers(workers)
     if isinstance(n_events, bool) or not isinstance(n_events, (int, np.integer)) or n_events < 1:
         raise SparsenuError(f"number of events must be a positive integer, got {n_events!r}")
-    output = check_output(output, overwrite)
+    output = check_output(output, overwrite, inputs=(config_path,))
     cfg = load_simulation_config(config_path, detector_overrides, seed)
     try:
         voxels, deposits = _write_raw(output, int(n_events), cfg, workers, progress, overwrite)

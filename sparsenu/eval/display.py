@@ -168,29 +168,26 @@ def _load_sparse(path: Path, row: int | None, event_id: int | None) -> EventView
 def _load_community(path: Path, fmt: str, row: int | None, event_id: int | None, producer: str | None,
                     voxel_size_mm: float | None) -> EventView:
     from sparsenu.data.formats import get_reader
-    from sparsenu.data.preprocess import SKIP_REASONS, voxelise
+    from sparsenu.data.preprocess import read_block
 
     reader = get_reader(fmt)
     try:
         info = reader.inspect(path, producer)
-        r = _pick_row(path, info.n_events, None, row, event_id)
-        chunk = reader.read_chunk(path, info, r, r + 1)
     except SparsenuError:
         raise
     except (OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else repr(exc)
         raise SparsenuError(f"{path}: corrupt or unreadable {fmt} file ({first})") from None
+    info.check()
+    r = _pick_row(path, info.n_events, None, row, event_id)
     voxel = float(voxel_size_mm or info.native_voxel_mm or info.default_voxel_mm)
-    scale = np.asarray(info.unit_mm, np.float64) / voxel
-    if info.native_voxel_mm is not None and abs(voxel - info.native_voxel_mm) < 1e-12 * voxel:
-        scale = np.ones(3)
-    use_idx = chunk.idx is not None and bool(np.all(scale == 1.0))
-    coords, q, _, reason = voxelise(None if use_idx else chunk.pos_u, chunk.charge, chunk.offsets, scale, None,
-                                    idx=chunk.idx if use_idx else None)
-    if reason[0] >= 0:
-        raise SparsenuError(f"{path}: event row {r} cannot be drawn ({SKIP_REASONS[reason[0]]})")
-    return EventView(np.asarray(coords, np.int32), np.asarray(q, np.float32), voxel,
-                     np.asarray(info.base_mm, np.float64), int(chunk.event_ids[0]), r, int(chunk.labels[0]), None,
+    # the block reader of 'sparsenu preprocess' with its checks; no volume cut (anchored), so that
+    # hits outside the stated volume are drawn too
+    res = read_block(fmt, info, r, r + 1, voxel, anchored=True)
+    if res.bad:
+        raise SparsenuError(f"{path}: event row {r} cannot be drawn ({res.bad[0][1]})")
+    return EventView(np.asarray(res.coords, np.int32), np.asarray(res.feats[:, 0], np.float32), voxel,
+                     np.asarray(info.base_mm, np.float64), int(res.event_ids[0]), r, int(res.labels[0]), None,
                      fmt, "input units", path)
 
 
@@ -422,7 +419,7 @@ def show_event(path: str | Path, output: str | Path, *, row: int | None = None, 
     from sparsenu.data.formats.sparse_h5 import check_output
 
     output = Path(output)
-    check_output(output, overwrite)
+    check_output(output, overwrite, inputs=(path,))
     _figure_suffix(output)
     view = load_event(path, row=row, event_id=event_id, fmt=fmt, producer=producer, voxel_size_mm=voxel_size_mm)
     panels = [(view, "as stored")]

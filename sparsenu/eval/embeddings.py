@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,8 +115,13 @@ def compute_embeddings(
         with torch.no_grad():
             for batch in tqdm(loader, desc=desc, disable=not progress, leave=False, unit="batch"):
                 x = _to_device(batch["views"][0], device)
-                z = encoder(x)
-                embs.append(z.detach().float().cpu().numpy())
+                z = encoder(x).detach().float().cpu().numpy()
+                if not np.isfinite(z).all():
+                    j = int(np.flatnonzero(~np.isfinite(z).all(axis=1))[0])
+                    raise SparsenuError(
+                        f"{getattr(dataset, 'path', 'input')}: the encoder gives non-finite embeddings for event_id "
+                        f"{int(batch['event_ids'][j])} (features too large for float32 arithmetic?)")
+                embs.append(z)
                 labels.append(np.asarray(batch["labels"], dtype=np.int64))
                 ids.append(np.asarray(batch["event_ids"], dtype=np.int64))
     finally:
@@ -217,14 +221,16 @@ def write_embeddings(
     classes: np.ndarray | None = None,
     class_names: list[str] | None = None,
     fmt: str | None = None,
+    inputs: Sequence[str | Path] = (),
 ) -> Path:
     """Write an embeddings file atomically (``data_specs/embeddings.md``).
 
     Parameters
     ----------
     path : path
-        Output HDF5 file; written to a temporary file in the same directory and
-        renamed, so a crash never leaves a half-written file at ``path``.
+        Output HDF5 file, written through the I/O base
+        (:func:`sparsenu.data.formats.base.atomic_output`): a crash never leaves a
+        half-written file at ``path``. Its directory must exist.
     embeddings : array [E, D]
         Stored as float32.
     event_id : array [E] int
@@ -245,6 +251,9 @@ def write_embeddings(
     fmt : {"hdf5", "root"}, optional
         Output format; default from the suffix (``.h5``/``.hdf5`` or ``.root``; any other
         suffix is an error). ROOT needs ``uproot`` (:mod:`sparsenu.eval.root_io`).
+    inputs : paths
+        Files the embeddings were computed from (checkpoint, input): ``path`` may not be
+        one of them, even with ``overwrite``.
 
     Returns
     -------
@@ -267,9 +276,6 @@ def write_embeddings(
         from sparsenu.eval.predict import class_columns
 
         prob, cls, class_names, pred = class_columns(probabilities, classes, class_names, len(emb))
-    if path.exists() and not overwrite:
-        raise SparsenuError(f"output exists: {path} (pass --overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
     from sparsenu import __version__
 
     meta: dict[str, Any] = {"schema": EMBEDDINGS_SCHEMA, "schema_version": EMBEDDINGS_SCHEMA_VERSION,
@@ -279,26 +285,24 @@ def write_embeddings(
         meta.update(n_classes=int(prob.shape[1]), classes=json.dumps([int(c) for c in cls]),
                     class_names=json.dumps(class_names))
     if fmt == "root":
+        from sparsenu.data.formats.base import check_output
         from sparsenu.eval.root_io import write_embeddings_root
 
+        check_output(path, overwrite, inputs)
         return write_embeddings_root(path, emb, ids, lab, {**meta, **(attrs or {})}, probabilities=prob,
                                      predicted=pred, overwrite=overwrite)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("embeddings", data=emb)
-            f.create_dataset("event_id", data=ids)
-            f.create_dataset("labels", data=lab)
-            if prob is not None:
-                f.create_dataset("probabilities", data=prob)
-                f.create_dataset("predicted", data=pred)
-                f.create_dataset("classes", data=cls)
-            for k, v in {**meta, **(attrs or {})}.items():
-                f.attrs[k] = v if isinstance(v, (int, float, np.integer, np.floating)) else str(v)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    from sparsenu.data.formats.base import atomic_output
+
+    with atomic_output(path, overwrite, inputs=inputs) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("embeddings", data=emb)
+        f.create_dataset("event_id", data=ids)
+        f.create_dataset("labels", data=lab)
+        if prob is not None:
+            f.create_dataset("probabilities", data=prob)
+            f.create_dataset("predicted", data=pred)
+            f.create_dataset("classes", data=cls)
+        for k, v in {**meta, **(attrs or {})}.items():
+            f.attrs[k] = v if isinstance(v, (int, float, np.integer, np.floating)) else str(v)
     return path
 
 
@@ -337,33 +341,58 @@ def load_embeddings(path: str | Path, as_dataframe: bool = False) -> Any:
     if is_root_file(path):
         from sparsenu.eval.root_io import load_embeddings_root
 
-        return _embeddings_output(load_embeddings_root(path), as_dataframe)
+        try:
+            root_out = load_embeddings_root(path)
+        except SparsenuError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - uproot's errors on a damaged file have no common base
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SparsenuError(f"{path}: corrupt or truncated embeddings file ({first})") from None
+        return _embeddings_output(root_out, as_dataframe)
     if not h5py.is_hdf5(path):
         raise SparsenuError(f"{path}: not an HDF5 file")
-    with h5py.File(path, "r") as f:
-        schema = f.attrs.get("schema")
-        if isinstance(schema, bytes):
-            schema = schema.decode()
-        if schema != EMBEDDINGS_SCHEMA or "embeddings" not in f:
-            raise SparsenuError(
-                f"{path}: not an embeddings file (schema {schema!r}, expected {EMBEDDINGS_SCHEMA!r})"
-            )
-        version = int(f.attrs.get("schema_version", 0))
-        if version > EMBEDDINGS_SCHEMA_VERSION:
-            raise SparsenuError(f"{path}: embeddings schema version {version} is newer than this "
-                                f"sparsenu reads ({EMBEDDINGS_SCHEMA_VERSION}); upgrade sparsenu")
-        out = {
-            "embeddings": f["embeddings"][...].astype(np.float32, copy=False),
-            "event_id": f["event_id"][...].astype(np.int64, copy=False),
-            "labels": f["labels"][...].astype(np.int64, copy=False),
-            "attrs": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()},
-        }
-        if "probabilities" in f:
-            out["probabilities"] = f["probabilities"][...].astype(np.float32, copy=False)
-            out["predicted"] = f["predicted"][...].astype(np.int64, copy=False)
-            out["classes"] = f["classes"][...].astype(np.int64, copy=False)
-            out["class_names"] = list(json.loads(out["attrs"].get("class_names", "[]")))
+    from sparsenu.data.formats.schema import open_h5
+
+    try:
+        with open_h5(path) as f:
+            out = _read_embeddings_h5(f, path)
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+        # h5py's errors on a truncated or damaged file (a chunk past the end of the file, a
+        # broken object header): the file was written atomically, so it was damaged outside sparsenu
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SparsenuError(f"{path}: corrupt or truncated embeddings file ({first})") from None
     return _embeddings_output(out, as_dataframe)
+
+
+def _read_embeddings_h5(f: Any, path: Path) -> dict:
+    schema = f.attrs.get("schema")
+    if isinstance(schema, bytes):
+        schema = schema.decode()
+    if schema != EMBEDDINGS_SCHEMA or "embeddings" not in f:
+        raise SparsenuError(
+            f"{path}: not an embeddings file (schema {schema!r}, expected {EMBEDDINGS_SCHEMA!r})"
+        )
+    version = int(f.attrs.get("schema_version", 0))
+    if version > EMBEDDINGS_SCHEMA_VERSION:
+        raise SparsenuError(f"{path}: embeddings schema version {version} is newer than this "
+                            f"sparsenu reads ({EMBEDDINGS_SCHEMA_VERSION}); upgrade sparsenu")
+    out = {
+        "embeddings": f["embeddings"][...].astype(np.float32, copy=False),
+        "event_id": f["event_id"][...].astype(np.int64, copy=False),
+        "labels": f["labels"][...].astype(np.int64, copy=False),
+        "attrs": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()},
+    }
+    if "probabilities" in f:
+        out["probabilities"] = f["probabilities"][...].astype(np.float32, copy=False)
+        out["predicted"] = f["predicted"][...].astype(np.int64, copy=False)
+        out["classes"] = f["classes"][...].astype(np.int64, copy=False)
+        out["class_names"] = list(json.loads(out["attrs"].get("class_names", "[]")))
+    n = len(out["event_id"])
+    emb = out["embeddings"]
+    if emb.ndim != 2 or emb.shape[0] != n or out["labels"].shape != (n,):
+        raise SparsenuError(f"{path}: corrupt embeddings file (embeddings {emb.shape}, event_id "
+                            f"{out['event_id'].shape}, labels {out['labels'].shape})")
+    return out
 
 
 def _embeddings_output(out: dict, as_dataframe: bool) -> Any:
@@ -438,10 +467,11 @@ def embed_file(
     fmt = output_format(output, fmt)
     if fmt == "root":
         require_uproot()
-    if output.exists() and not overwrite:
-        raise SparsenuError(f"output exists: {output} (pass --overwrite to replace it)")
-    if output.exists() and output.is_dir():
-        raise SparsenuError(f"output is a directory: {output}")
+    from sparsenu.data.formats.base import check_output
+
+    # before any work: an existing output without --overwrite, a missing or unwritable
+    # directory, or an output that is the checkpoint or the input (--overwrite would destroy it)
+    check_output(output, overwrite, inputs=(checkpoint, input))
     n_events = _check_sparse_file(input)
     from sparsenu.train import load_checkpoint
 
@@ -460,7 +490,8 @@ def embed_file(
     from sparsenu.eval.predict import classifier_probabilities
 
     probs = classifier_probabilities(model, emb)
-    write_embeddings(output, emb, ids, labels, attrs, overwrite=overwrite, probabilities=probs, fmt=fmt)
+    write_embeddings(output, emb, ids, labels, attrs, overwrite=overwrite, probabilities=probs, fmt=fmt,
+                     inputs=(checkpoint, input))
     n_known = int((labels >= 0).sum())
     return (
         f"wrote {output} ({fmt}): {len(emb)} of {n_events} events, embed_dim {emb.shape[1]}, "

@@ -117,7 +117,7 @@ def classifier_probabilities(model: Any, embeddings: np.ndarray, batch_size: int
 def write_predictions(path: str | Path, event_id: np.ndarray, probabilities: np.ndarray, *,
                       labels: np.ndarray | None = None, classes: np.ndarray | Sequence[int] | None = None,
                       class_names: Sequence[str] | None = None, attrs: Mapping[str, Any] | None = None,
-                      fmt: str | None = None, overwrite: bool = False) -> Path:
+                      fmt: str | None = None, overwrite: bool = False, inputs: Sequence[str | Path] = ()) -> Path:
     """Write a predictions file atomically (HDF5 or ROOT, by suffix or ``fmt``).
 
     Parameters
@@ -135,6 +135,8 @@ def write_predictions(path: str | Path, event_id: np.ndarray, probabilities: np.
         Extra metadata (checkpoint, probe, input, ...).
     fmt : {"hdf5", "root"}, optional
     overwrite : bool
+    inputs : paths
+        Files the predictions were computed from; ``path`` may not be one of them.
 
     Returns
     -------
@@ -143,7 +145,7 @@ def write_predictions(path: str | Path, event_id: np.ndarray, probabilities: np.
     import h5py
 
     from sparsenu import __version__
-    from sparsenu.data.formats.sparse_h5 import atomic_output
+    from sparsenu.data.formats.base import atomic_output, check_output
     from sparsenu.eval.root_io import output_format, write_event_tree
 
     fmt = output_format(path, fmt)
@@ -156,10 +158,11 @@ def write_predictions(path: str | Path, event_id: np.ndarray, probabilities: np.
                             "n_events": len(ids), "n_classes": prob.shape[1], "class_names": json.dumps(names),
                             "sparsenu_version": __version__, **(attrs or {})}
     if fmt == "root":
+        check_output(path, overwrite, inputs)
         meta["classes"] = json.dumps([int(c) for c in cls])
         return write_event_tree(path, {"event_id": ids, "label": lab, "probabilities": prob, "predicted": pred},
                                 meta, title="sparsenu predictions: one entry per event", overwrite=overwrite)
-    with atomic_output(path, overwrite) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_output(path, overwrite, inputs=inputs) as tmp, h5py.File(tmp, "w") as f:
         for name, arr in (("event_id", ids), ("labels", lab), ("probabilities", prob), ("predicted", pred),
                           ("classes", cls)):
             f.create_dataset(name, data=arr)
@@ -183,36 +186,19 @@ def load_predictions(path: str | Path, as_dataframe: bool = False) -> Any:
     SparsenuError
         Missing file, unreadable, or not a predictions file.
     """
-    import h5py
-
-    from sparsenu.eval.root_io import is_root_file, read_event_tree
-
     path = Path(path)
     if not path.is_file():
         raise SparsenuError(f"predictions file not found: {path}")
-    if is_root_file(path):
-        branches, attrs = read_event_tree(path)
-        if attrs.get("schema") != PREDICTIONS_SCHEMA:
-            raise SparsenuError(f"{path}: not a predictions file (schema {attrs.get('schema')!r})")
-        prob = branches["probabilities"].astype(np.float32, copy=False)
-        out: dict[str, Any] = {
-            "event_id": branches["event_id"].astype(np.int64), "labels": branches["label"].astype(np.int64),
-            "probabilities": prob.reshape(len(prob), int(attrs.get("n_classes", 0))),
-            "predicted": branches["predicted"].astype(np.int64),
-            "classes": np.asarray(json.loads(attrs.get("classes", "[]")), np.int64), "attrs": attrs}
-    else:
-        if not h5py.is_hdf5(path):
-            raise SparsenuError(f"{path}: neither an HDF5 nor a ROOT file")
-        with h5py.File(path, "r") as f:
-            attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
-            if attrs.get("schema") != PREDICTIONS_SCHEMA:
-                raise SparsenuError(f"{path}: not a predictions file (schema {attrs.get('schema')!r})")
-            out = {k: f[k][()] for k in ("event_id", "labels", "probabilities", "predicted", "classes")}
-            out["attrs"] = attrs
+    try:
+        out, attrs = _read_predictions(path)
+    except SparsenuError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - h5py/uproot errors of a truncated or damaged file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SparsenuError(f"{path}: corrupt or truncated predictions file ({first})") from None
     if int(attrs.get("schema_version", 0)) > PREDICTIONS_SCHEMA_VERSION:
         raise SparsenuError(f"{path}: predictions schema version {attrs['schema_version']} is newer than this "
                             f"sparsenu reads ({PREDICTIONS_SCHEMA_VERSION}); upgrade sparsenu")
-    out["class_names"] = list(json.loads(attrs.get("class_names", "[]")))
     if not as_dataframe:
         return out
     import pandas as pd
@@ -223,6 +209,36 @@ def load_predictions(path: str | Path, as_dataframe: bool = False) -> Any:
     df["predicted"] = out["predicted"]
     df.attrs.update(attrs)
     return df
+
+
+def _read_predictions(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    import h5py
+
+    from sparsenu.data.formats.schema import open_h5
+    from sparsenu.eval.root_io import is_root_file, read_event_tree
+
+    out: dict[str, Any]
+    if is_root_file(path):
+        branches, attrs = read_event_tree(path)
+        if attrs.get("schema") != PREDICTIONS_SCHEMA:
+            raise SparsenuError(f"{path}: not a predictions file (schema {attrs.get('schema')!r})")
+        prob = branches["probabilities"].astype(np.float32, copy=False)
+        out = {
+            "event_id": branches["event_id"].astype(np.int64), "labels": branches["label"].astype(np.int64),
+            "probabilities": prob.reshape(len(prob), int(attrs.get("n_classes", 0))),
+            "predicted": branches["predicted"].astype(np.int64),
+            "classes": np.asarray(json.loads(attrs.get("classes", "[]")), np.int64), "attrs": attrs}
+    else:
+        if not h5py.is_hdf5(path):
+            raise SparsenuError(f"{path}: neither an HDF5 nor a ROOT file")
+        with open_h5(path) as f:
+            attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+            if attrs.get("schema") != PREDICTIONS_SCHEMA:
+                raise SparsenuError(f"{path}: not a predictions file (schema {attrs.get('schema')!r})")
+            out = {k: f[k][()] for k in ("event_id", "labels", "probabilities", "predicted", "classes")}
+            out["attrs"] = attrs
+    out["class_names"] = list(json.loads(attrs.get("class_names", "[]")))
+    return out, attrs
 
 
 def predict_file(
@@ -281,8 +297,10 @@ def predict_file(
     fmt = output_format(output, fmt)
     if fmt == "root":
         require_uproot()
-    if output.exists() and not overwrite:
-        raise SparsenuError(f"output exists: {output} (pass --overwrite to replace it)")
+    from sparsenu.data.formats.base import check_output
+
+    # before any work: the output may be none of the files read (--overwrite would destroy them)
+    check_output(output, overwrite, inputs=(checkpoint, input) + ((Path(probe),) if probe is not None else ()))
     n_events = _check_sparse_file(input)
     model = load_checkpoint(checkpoint)
     ckpt_sha = file_sha256(checkpoint)
@@ -319,7 +337,8 @@ def predict_file(
         assert head_prob is not None  # the head was checked above
         prob = head_prob
         classes = np.arange(prob.shape[1], dtype=np.int64)
-    write_predictions(output, ids, prob, labels=labels, classes=classes, attrs=attrs, fmt=fmt, overwrite=overwrite)
+    write_predictions(output, ids, prob, labels=labels, classes=classes, attrs=attrs, fmt=fmt, overwrite=overwrite,
+                      inputs=(checkpoint, input) + ((Path(probe),) if probe is not None else ()))
     known = labels >= 0
     summary = (f"wrote {output} ({fmt}): probabilities of {prob.shape[1]} classes for {len(ids)} of {n_events} "
                f"events from the {attrs['source']} ({checkpoint.name}, method {model.method})")

@@ -15,7 +15,6 @@ A checkpoint is a plain dict that :func:`torch.load` reads with
 """
 from __future__ import annotations
 
-import os
 import random
 import zipfile
 from dataclasses import dataclass, field
@@ -62,16 +61,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Write ``state`` to ``path`` atomically (temporary file in the same directory, then rename)."""
+    """Write ``state`` to ``path`` atomically through the I/O base
+    (:func:`sparsenu.data.formats.base.atomic_output`: ``<path>.tmp-<pid>`` renamed into place,
+    temporaries of killed runs removed), creating the run directory."""
+    from sparsenu.data.formats.base import atomic_output
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_output(path, overwrite=True, mkdir=True) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -95,6 +92,14 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     for key in ("config", "encoder", "heads", "method"):
         if key not in state:
             raise SparsenuError(f"{path}: corrupt sparsenu checkpoint (no '{key}')")
+    types_ok = (isinstance(state["config"], dict) and isinstance(state["encoder"], dict)
+                and isinstance(state["method"], str) and isinstance(state["heads"], dict)
+                and all(isinstance(v, dict) for v in state["heads"].values())
+                and all(isinstance(state[k], int) and not isinstance(state[k], bool)
+                        for k in ("epoch", "global_step") if k in state)
+                and all(state[k] is None or isinstance(state[k], dict) for k in ("metrics", "best") if k in state))
+    if not types_ok:
+        raise SparsenuError(f"{path}: corrupt sparsenu checkpoint (an entry of the wrong type)")
     return state
 
 
@@ -141,6 +146,14 @@ class LoadedModel:
         return head(self.encoder(x))
 
 
+def _non_finite(state_dict: Any, prefix: str) -> str | None:
+    """Name of the first floating-point tensor of a state dict holding NaN or inf, else None."""
+    for name, t in state_dict.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return f"{prefix}.{name}"
+    return None
+
+
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> LoadedModel:
     """Rebuild the encoder and heads of a training checkpoint.
 
@@ -178,6 +191,11 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> LoadedModel:
             heads[name].load_state_dict(sd)
     except (RuntimeError, KeyError) as exc:
         raise SparsenuError(f"{path}: weights do not match the stored config: {str(exc).splitlines()[0]}") from None
+    bad = _non_finite(state["encoder"], "encoder") or next(
+        (b for name, sd in state["heads"].items() if (b := _non_finite(sd, f"heads.{name}"))), None)
+    if bad is not None:
+        raise SparsenuError(f"{path}: the weights hold NaN or inf ({bad}); the run that wrote it diverged: "
+                            "retrain (e.g. with a lower optim.lr)")
     # heads the run never trained (e.g. a contrastive run with head.epochs = 0) are dropped
     heads = {k: v for k, v in heads.items() if k in state["heads"]}
     dev = None

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import csv
 import gc
+import io
 import math
-import os
 import random
 import time
 from collections import defaultdict
@@ -27,9 +27,12 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 
+from sparsenu.config import to_dict
 from sparsenu.data import SparseH5Dataset, collate_views
+from sparsenu.data.formats.base import remove_stale_temporaries_in, write_text_atomic
 from sparsenu.errors import SparsenuError
 from sparsenu.keys import derive_seed
 from sparsenu.train.checkpoint import CHECKPOINT_FORMAT, get_rng_state, read_checkpoint, save_checkpoint, set_rng_state
@@ -95,13 +98,12 @@ class _MetricsCSV:
         cols: list[str] = []
         for r in self.rows:
             cols += [k for k in r if k not in cols]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            w = csv.DictWriter(fh, fieldnames=cols)
-            w.writeheader()
-            for r in self.rows:
-                w.writerow({k: r.get(k, "") for k in cols})
-        os.replace(tmp, self.path)
+        buf = io.StringIO(newline="")
+        w = csv.DictWriter(buf, fieldnames=cols)
+        w.writeheader()
+        for r in self.rows:
+            w.writerow({k: r.get(k, "") for k in cols})
+        write_text_atomic(self.path, buf.getvalue())
 
 
 def _config_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -141,6 +143,7 @@ class Trainer:
         self.method: Method = get_method(cfg.method)(cfg)
         self.progress = 0.0
         self.global_step = 0
+        self.epoch = 0  # the epoch being trained (0-based)
         self.start_epoch = 0
         self.finalized = False
         mode = self.method.selection[1]
@@ -220,6 +223,8 @@ class Trainer:
             self.val_loader = self.make_loader(vds, shuffle=False, stream="val", distributed=False)
         if self.val_loader is None:
             self.best.update(metric="loss", mode="min")
+        for key, ds in (("data.train", self.train_ds), ("data.val", getattr(self.val_loader, "dataset", None))):
+            self._check_labels(key, ds)
 
         torch.manual_seed(self.seed_for("init"))
         self.encoder = build_encoder(cfg)
@@ -235,6 +240,19 @@ class Trainer:
         self.optimizer = self._build_optimizer()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.method.setup(self)
+
+    def _check_labels(self, key: str, ds: Any) -> None:
+        """Labels must be -1 (unknown) or a class of the model (``0 .. model.n_classes - 1``)."""
+        labels = getattr(ds, "labels", None)
+        if labels is None or len(labels) == 0:
+            return
+        n_classes = int(self.cfg.model.n_classes)
+        bad = np.flatnonzero((labels < -1) | (labels >= n_classes))
+        if bad.size:
+            j = int(bad[0])
+            where = ds.describe(j) if hasattr(ds, "describe") else f"{getattr(ds, 'path', key)}: event {j}"
+            raise SparsenuError(f"{where} has label {int(labels[j])} ({key}); labels must be -1 (unknown) or "
+                                f"0..{n_classes - 1} (model.n_classes = {n_classes}; {bad.size} such event(s))")
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.optim
@@ -258,8 +276,6 @@ class Trainer:
     # -- checkpoints -----------------------------------------------------------------------
     def _state(self, heads: dict[str, nn.Module] | None = None, encoder: nn.Module | None = None) -> dict:
         from sparsenu import __version__
-        from sparsenu.config import to_dict
-
         heads = self.heads if heads is None else heads
         encoder = self.encoder if encoder is None else encoder
         return {
@@ -280,8 +296,6 @@ class Trainer:
         }
 
     def resume_from(self, path: Path) -> None:
-        from sparsenu.config import to_dict
-
         state = read_checkpoint(path, map_location=self.device)
         diff = _config_diff(state["config"], to_dict(self.cfg))
         if diff:
@@ -328,6 +342,14 @@ class Trainer:
         self.progress = self.global_step / max(1, self.total_steps)
         out = self.method.training_step(batch, self)
         loss = out["loss"]
+        lv = float(loss.detach())
+        if not math.isfinite(lv):
+            ids = batch["event_ids"].tolist() if "event_ids" in batch else []
+            shown = ", ".join(str(i) for i in ids[:8]) + (", ..." if len(ids) > 8 else "")
+            raise SparsenuError(
+                f"training diverged: the loss is {lv} at epoch {self.epoch + 1}, step {self.global_step + 1} "
+                f"(batch of event ids {shown}); nothing of this epoch was saved. Check the input features "
+                "(data.feature_scale) or lower optim.lr")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.optim.grad_clip is not None:
@@ -335,7 +357,7 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.global_step += 1
-        out["loss_value"] = float(loss.detach())
+        out["loss_value"] = lv
         return out
 
     def fit(self, resume: bool = False) -> TrainResult:
@@ -362,6 +384,7 @@ class Trainer:
             self._tb = SummaryWriter(str(self.run_dir / "tb"))
         epochs = cfg.optim.epochs
         for epoch in range(self.start_epoch, epochs):
+            self.epoch = epoch
             self._seed_epoch(epoch)
             self.train_loader.sampler.set_epoch(epoch)
             if hasattr(self.train_ds, "set_epoch"):
@@ -432,12 +455,18 @@ class Trainer:
                 improved = self._is_better(metrics.get(self.best["metric"]))
                 if improved:
                     self.best.update(value=float(metrics[self.best["metric"]]), epoch=epoch + 1)
-                state = None
-                if (epoch + 1) % cfg.checkpoint.every == 0 or epoch + 1 == epochs:
+                # the checkpoint set changes in one step: best.pt first, last.pt (the commit)
+                # last. A run killed in between resumes from the previous last.pt and re-runs
+                # this epoch, which writes the same best.pt again; the other order would
+                # resume past an improvement whose best.pt was never written.
+                save_last = (epoch + 1) % cfg.checkpoint.every == 0 or epoch + 1 == epochs
+                save_best = improved and cfg.checkpoint.save_best
+                if save_last or save_best:
                     state = self._state()
-                    save_checkpoint(state, last)
-                if improved and cfg.checkpoint.save_best:
-                    save_checkpoint(state or self._state(), best_path)
+                    if save_best:
+                        save_checkpoint(state, best_path)
+                    if save_last:
+                        save_checkpoint(state, last)
                 if self.show_progress:
                     tqdm.write(f"epoch {epoch + 1}/{epochs}: " + ", ".join(
                         f"{k}={_fmt(v)}" for k, v in metrics.items() if k not in ("epoch", "data_time_s")))
@@ -456,7 +485,13 @@ class Trainer:
         )
 
     def _finalize(self, last: Path, best_path: Path) -> None:
-        """Post-training phase of the method (rank 0), for last.pt and, if different, best.pt."""
+        """Post-training phase of the method (rank 0), for last.pt and, if different, best.pt.
+
+        Both results are computed first, then best.pt is written and last.pt (the commit of
+        the checkpoint set) last: a run killed in between resumes from a last.pt with
+        ``finalized=False`` and redoes this deterministic step, so best.pt ends up finalised
+        either way (the other order left a best.pt without its head).
+        """
         if self.dist.is_main:
             self._seed_epoch(self.cfg.optim.epochs)
             res = self.method.finalize(self, self.encoder)
@@ -465,23 +500,27 @@ class Trainer:
                 self.heads.update(new_heads)
                 self.last_metrics.update({k: float(v) for k, v in m.items()})
             self.finalized = True
-            save_checkpoint(self._state(), last)
+            last_state = self._state()
+            best_state = None
             if best_path.is_file():
                 bstate = read_checkpoint(best_path, map_location=self.device)
                 if bstate["epoch"] == self.epoch_done:
-                    b = self._state()
-                    b["best"] = dict(self.best)
-                    save_checkpoint(b, best_path)
-                elif res is not None:
-                    enc = build_encoder(self.cfg).to(self.device)
-                    enc.load_state_dict(bstate["encoder"])
-                    self._seed_epoch(self.cfg.optim.epochs)
-                    bres = self.method.finalize(self, enc)
-                    if bres is not None:
-                        bstate["heads"].update({k: h.state_dict() for k, h in bres[0].items()})
-                        bstate["metrics"] = {**bstate.get("metrics", {}), **{k: float(v) for k, v in bres[1].items()}}
+                    best_state = last_state
+                else:
+                    if res is not None:
+                        enc = build_encoder(self.cfg).to(self.device)
+                        enc.load_state_dict(bstate["encoder"])
+                        self._seed_epoch(self.cfg.optim.epochs)
+                        bres = self.method.finalize(self, enc)
+                        if bres is not None:
+                            bstate["heads"].update({k: h.state_dict() for k, h in bres[0].items()})
+                            bstate["metrics"] = {**bstate.get("metrics", {}),
+                                                 **{k: float(v) for k, v in bres[1].items()}}
                     bstate["finalized"] = True
-                    save_checkpoint(bstate, best_path)
+                    best_state = bstate
+            if best_state is not None:
+                save_checkpoint(best_state, best_path)
+            save_checkpoint(last_state, last)
         barrier()
 
 
@@ -513,7 +552,6 @@ def train(config_path: str | Path, out_dir: str | Path | None = None, overrides:
     SparsenuError
         Bad config, missing data, an existing run without ``resume``, nothing to resume.
     """
-    from sparsenu.config import save_yaml
     from sparsenu.train.config import load_experiment
 
     cfg = load_experiment(config_path, overrides)
@@ -522,18 +560,30 @@ def train(config_path: str | Path, out_dir: str | Path | None = None, overrides:
         torch.set_num_threads(cfg.threads)
     info = init_distributed(cfg.device)
     trainer = None
+    created = False
+    started = False
     try:
+        # every check that can refuse the run comes before anything is written or simulated
+        resume_checkpoint = _check_run_dir(cfg, run_dir, resume)
         if info.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            created = not run_dir.exists()
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise SparsenuError(f"{run_dir}: cannot create the run directory: {exc.strerror or exc}") from None
+            remove_stale_temporaries_in(run_dir)  # left by a run killed here (kill -9)
+            # written before the data are prepared, so that a run killed while simulating its
+            # data (before its first checkpoint) can be resumed
+            write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
         barrier()
         trainer = Trainer(cfg, run_dir, info, progress=progress)
-        if not resume and (run_dir / "last.pt").is_file():
-            raise SparsenuError(f"{run_dir} already holds a run (last.pt); use --resume to continue it "
-                                "or --out for a new run directory")
         trainer.setup()
-        if info.is_main:
-            save_yaml(cfg, run_dir / "config.yaml")
-        return trainer.fit(resume=resume)
+        started = True
+        return trainer.fit(resume=resume_checkpoint)
+    except BaseException:
+        if info.is_main and created and not started:
+            _remove_unstarted_run(run_dir)
+        raise
     finally:
         # The DDP reducer must die before its process group: destroyed afterwards (at
         # interpreter exit) it aborted about 1 run in 5 with gloo ("terminate called
@@ -541,3 +591,44 @@ def train(config_path: str | Path, out_dir: str | Path | None = None, overrides:
         del trainer
         gc.collect()
         cleanup_distributed(info)
+
+
+def _check_run_dir(cfg: Any, run_dir: Path, resume: bool) -> bool:
+    """Refuse a run that may not start in ``run_dir``; whether there is a checkpoint to resume.
+
+    Without ``resume`` the directory may not hold a checkpoint. With ``resume`` its
+    ``last.pt`` (or, for a run killed before its first checkpoint, its ``config.yaml``) must
+    hold the same config. Reads only: nothing is written before these checks pass.
+    """
+    from sparsenu.config import load_yaml
+
+    last, saved = run_dir / "last.pt", run_dir / "config.yaml"
+    if not resume:
+        if last.is_file():
+            raise SparsenuError(f"{run_dir} already holds a run (last.pt); use --resume to continue it "
+                                "or --out for a new run directory")
+        return False
+    if last.is_file():
+        stored = read_checkpoint(last)["config"]
+        source = last
+    elif saved.is_file():
+        stored = load_yaml(saved)  # killed before its first checkpoint: starts again from epoch 0
+        source = saved
+    else:
+        raise SparsenuError(f"nothing to resume: {last} does not exist ({run_dir} holds no started run)")
+    diff = _config_diff(stored, to_dict(cfg))
+    if diff:
+        raise SparsenuError(f"cannot resume {source}: the config differs from the run's in {', '.join(diff[:8])}")
+    return last.is_file()
+
+
+def _remove_unstarted_run(run_dir: Path) -> None:
+    """Remove the run directory this call created when the run failed before it started and
+    left nothing but its ``config.yaml`` (data simulated so far stay, with the config that
+    lets ``--resume`` use them)."""
+    import contextlib
+
+    with contextlib.suppress(OSError):
+        if [p.name for p in run_dir.iterdir()] == ["config.yaml"]:
+            (run_dir / "config.yaml").unlink()
+        run_dir.rmdir()  # only when empty

@@ -68,6 +68,31 @@ class FileInfo:
     detector: dict
     extra: dict = dataclasses.field(default_factory=dict)
 
+    def check(self) -> None:
+        """Refuse non-finite or non-positive geometry (a NaN voxel size or origin in the file).
+
+        Raises
+        ------
+        SparsenuError
+        """
+        from sparsenu.errors import SparsenuError
+
+        def finite(v: Any, positive: bool = False) -> bool:
+            a = np.asarray(v, np.float64)
+            return bool(np.all(np.isfinite(a)) and (not positive or np.all(a > 0)))
+
+        problems = []
+        if not finite(self.unit_mm, True) or np.asarray(self.unit_mm).shape != (3,):
+            problems.append(f"voxel/unit size {np.asarray(self.unit_mm).tolist()} mm")
+        if not finite(self.base_mm) or np.asarray(self.base_mm).shape != (3,):
+            problems.append(f"origin {np.asarray(self.base_mm).tolist()} mm")
+        if self.volume_u is not None and not finite(self.volume_u, True):
+            problems.append(f"volume {np.asarray(self.volume_u).tolist()} voxels")
+        if self.native_voxel_mm is not None and not finite(self.native_voxel_mm, True):
+            problems.append(f"voxel size {self.native_voxel_mm} mm")
+        if problems:
+            raise SparsenuError(f"{self.path}: non-finite or non-positive geometry: {', '.join(problems)}")
+
     def geometry_key(self) -> tuple:
         """What must agree between files combined into one output."""
         vol = None if self.volume_u is None else tuple(np.round(self.volume_u, 9))

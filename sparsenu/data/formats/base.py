@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -30,7 +31,8 @@ from sparsenu.data.formats import _chunks
 from sparsenu.errors import SparsenuError
 
 __all__ = ["DEFLATE", "check_output", "atomic_output", "write_text_atomic", "write_json_atomic",
-           "read_json", "AtomicH5Writer", "ChunkedAppender", "LazyH5", "same_file"]
+           "read_json", "AtomicH5Writer", "ChunkedAppender", "LazyH5", "same_file", "remove_stale_temporaries",
+           "remove_stale_temporaries_in", "file_stamp"]
 
 #: h5py keywords of every dataset sparsenu writes: shuffle + deflate level 1, readable by
 #: any HDF5 build (no filter plugin needed).
@@ -72,6 +74,20 @@ def check_output(output: str | Path, overwrite: bool, inputs: Sequence[str | Pat
     return output
 
 
+def file_stamp(path: str | Path) -> tuple | None:
+    """``(resolved path, inode, mtime_ns, size)`` of a file, or None if it cannot be stat'ed.
+
+    Identifies one version of a file: a check of its contents can be cached under it (a
+    rewritten file, even at the same path, has another inode or mtime).
+    """
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    return (str(p.resolve()), st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -88,6 +104,34 @@ def remove_stale_temporaries(output: Path) -> list[Path]:
     for tmp in output.parent.glob(f"{output.name}.tmp-*"):
         pid_text = tmp.name.rsplit(".tmp-", 1)[-1]
         if pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
+#: errors of the file system (not of sparsenu or of the data) that a write can meet: reported as
+#: a SparsenuError naming the output, not as a traceback
+_FS_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def _tmp_path(output: Path) -> Path:
+    return output.with_name(f"{output.name}.tmp-{os.getpid()}")
+
+
+def remove_stale_temporaries_in(directory: str | Path) -> list[Path]:
+    """Delete every ``*.tmp-<pid>`` file of a dead process under ``directory`` (recursively).
+
+    For directories that sparsenu owns (a run directory, a data cache): a run killed there
+    may have left temporaries of outputs that the next run never writes again.
+    """
+    removed: list[Path] = []
+    root = Path(directory)
+    if not root.is_dir():
+        return removed
+    for tmp in root.rglob("*.tmp-*"):
+        pid_text = tmp.name.rsplit(".tmp-", 1)[-1]
+        if tmp.is_file() and pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
             with contextlib.suppress(OSError):
                 tmp.unlink()
                 removed.append(tmp)
@@ -111,25 +155,46 @@ def atomic_output(output: str | Path, overwrite: bool = False, *, mkdir: bool = 
     inputs : paths
         Files the command reads; the output may not be one of them.
 
+    Raises
+    ------
+    SparsenuError
+        The output is refused by :func:`check_output`, or the file system refuses the
+        write (permission denied, read-only file system, disk full): the temporary file is
+        removed and nothing is left at ``output``.
+
     Notes
     -----
-    The temporary file is deleted if the body raises (any exception, KeyboardInterrupt
-    included). Temporaries of dead processes (``kill -9``) are removed first.
+    The temporary file is created (empty) before the body runs, so an unwritable
+    directory fails before any work is done. It is deleted if the body raises (any
+    exception, KeyboardInterrupt included; ``sparsenu`` turns SIGTERM into an exception
+    too). Temporaries of dead processes (``kill -9``) are removed first.
     """
     output = Path(output)
     if mkdir:
-        output.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SparsenuError(f"{output}: cannot create directory {output.parent}: {exc.strerror or exc}") from None
     output = check_output(output, overwrite, inputs)
     remove_stale_temporaries(output)
-    tmp = output.with_name(f"{output.name}.tmp-{os.getpid()}")
+    tmp = _tmp_path(output)
+    try:
+        with open(tmp, "xb"):
+            pass
+    except FileExistsError:  # our own, left by a body that did not clean up: reuse it
+        pass
+    except OSError as exc:
+        raise SparsenuError(f"{output}: cannot write to {output.parent}: {exc.strerror or exc}") from None
     try:
         yield tmp
         if not tmp.exists():
             raise RuntimeError(f"atomic_output: nothing was written to {tmp}")
         os.replace(tmp, output)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.errno in _FS_ERRNOS:
+            raise SparsenuError(f"{output}: cannot write: {exc.strerror or exc}") from None
         raise
 
 

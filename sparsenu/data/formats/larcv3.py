@@ -130,6 +130,11 @@ def inspect(path: str | Path, producer: str | None = None) -> FileInfo:
             raise SparsenuError(
                 f"{path}: sparse3d_{prod}_group/extents has {g['extents'].shape[0]} rows, /Events/event_id has {n}")
         if g["image_meta"].shape[0] == 0:
+            if n == 0:  # an empty file: nothing to convert, and no voxel grid to describe
+                return FileInfo(path=path, n_events=0, unit_mm=np.ones(3), base_mm=np.zeros(3),
+                                volume_u=np.ones(3), native_voxel_mm=None, default_voxel_mm=1.0,
+                                detector={"format": "larcv3", "producer": prod},
+                                extra={"producer": prod, "particle_producer": None, "no_grid": True})
             raise SparsenuError(f"{path}: sparse3d_{prod}_group/image_meta is empty")
         try:
             nvox, size, origin = _meta_rows(g["image_meta"][0:1])
@@ -138,6 +143,9 @@ def inspect(path: str | Path, producer: str | None = None) -> FileInfo:
         particles = prod if prod in producers(f, "particle") else None
         if particles is None and len(producers(f, "particle")) == 1:
             particles = producers(f, "particle")[0]
+    if not (np.all(np.isfinite(size[0])) and np.all(np.isfinite(origin[0]))):
+        raise SparsenuError(f"{path}: image_meta row 0 has non-finite image_sizes {size[0].tolist()} or "
+                            f"origin {origin[0].tolist()}")
     if np.any(nvox[0] <= 0) or np.any(size[0] <= 0):
         raise SparsenuError(f"{path}: image_meta row 0 has non-positive number_of_voxels or image_sizes")
     voxel = size[0] / nvox[0]
@@ -168,6 +176,11 @@ def _primary_labels(f: h5py.File, particle_producer: str | None, start: int, sto
     if not has.any():
         return labels
     a, b = int(first[has].min()), int((first + count)[has].max())
+    n_parts = g["particles"].shape[0]
+    if a < 0 or b > n_parts:
+        j = int(np.flatnonzero(has & ((first < 0) | (first + count > n_parts)))[0])
+        raise SparsenuError(f"{f.filename}: event {start + j}: particle extents {int(first[j])}:{int(first[j] + count[j])} "
+                            f"run past the end of particle_{particle_producer}_group/particles ({n_parts} rows)")
     parts = g["particles"][a:b]
     names = parts.dtype.names
     pdg_field = "pdg" if "pdg" in names else "pdg_code"
@@ -243,6 +256,13 @@ def read_chunk(path: str | Path, info: FileInfo, start: int, stop: int) -> Chunk
             if nz.any():
                 vf, vc = vfirst[nz], vn[nz]
                 a, b = int(vf.min()), int((vf + vc).max())
+                n_vox = g["voxels"].shape[0]
+                if a < 0 or b > n_vox:
+                    j = int(np.argmax((vf < 0) | (vf + vc > n_vox)))
+                    e = start + int(np.nonzero(has)[0][nz][j])
+                    raise SparsenuError(
+                        f"{path}: event {e}: voxel_extents rows {int(vf[j])}:{int(vf[j] + vc[j])} run past the "
+                        f"end of sparse3d_{prod}_group/voxels ({n_vox} rows; truncated or corrupt file)")
                 vox = g["voxels"][a:b]
                 nbytes += vox.nbytes
                 if not (vf[0] == a and np.array_equal(vf[1:], (vf + vc)[:-1])):

@@ -25,6 +25,7 @@ import numpy as np
 
 from sparsenu.data.formats.base import AtomicH5Writer, ChunkedAppender, atomic_output, check_output
 from sparsenu.data.formats.schema import decode_attrs, open_h5, validate_h5
+from sparsenu.errors import SparsenuError
 
 __all__ = [
     "SCHEMA",
@@ -37,6 +38,7 @@ __all__ = [
     "read_sparse_event",
     "read_sparse_attrs",
     "open_sparse",
+    "check_sparse_values",
 ]
 
 SCHEMA = "sparsenu.sparse_tensor"
@@ -175,8 +177,16 @@ class SparseH5Writer(AtomicH5Writer):
 
     def shift_coords(self, delta: Sequence[int]) -> None:
         """Subtract ``delta`` from every coordinate written so far (chunk by chunk)."""
-        d = np.asarray(delta, dtype=np.int32).reshape(1, 3)
-        self._coords.map_buffered(lambda c: c - d)  # rows still buffered: in memory
+        d = np.asarray(delta, dtype=np.int64).reshape(1, 3)
+        lim = np.iinfo(np.int32)
+
+        def shifted(c: np.ndarray) -> np.ndarray:
+            out = c.astype(np.int64) - d  # in int64: an int32 difference would wrap silently
+            if out.size and (out.min() < lim.min or out.max() > lim.max):
+                raise ValueError(f"shift_coords({d.ravel().tolist()}): coordinates leave the int32 range")
+            return out.astype(np.int32)
+
+        self._coords.map_buffered(shifted)  # rows still buffered: in memory
         n = self._coords.n_rows
         if n == 0:
             return
@@ -185,7 +195,7 @@ class SparseH5Writer(AtomicH5Writer):
         step = ROW_CHUNK * 16
         for a in range(0, n, step):
             b = min(a + step, n)
-            ds[a:b] = ds[a:b] - d
+            ds[a:b] = shifted(ds[a:b])
 
     def set_attr(self, name: str, value: Any) -> None:
         """Set (or replace) a root attribute before the file is closed."""
@@ -245,6 +255,82 @@ def open_sparse(path: str | Path, *, rdcc_nbytes: int = 16 << 20) -> h5py.File:
         f.close()
         raise
     return f
+
+
+#: rows of /coords and /feats checked per read by :func:`check_sparse_values`
+VALUE_CHECK_ROWS = 1 << 20
+#: file stamps (see :func:`sparsenu.data.formats.base.file_stamp`) whose values were checked in
+#: this process: an unchanged file is not read again (a rewritten one has another stamp)
+_VALUES_CHECKED: dict[tuple, bool] = {}
+_VALUES_CHECKED_MAX = 256
+
+
+def check_sparse_values(f: h5py.File, path: str | Path) -> None:
+    """Check the *values* of an open, schema-valid sparse-tensor file (the schema checks only
+    its structure), once per process and file version.
+
+    - ``voxel_size_mm`` finite and positive, ``origin_mm`` finite;
+    - ``/coords`` inside the range the sparse convolutions accept
+      (:data:`sparsenu.sparse.coords.COORD_MIN` .. :data:`~sparsenu.sparse.coords.COORD_MAX`);
+    - ``/feats`` finite;
+    - ``/labels`` ``-1`` (unknown) or ``>= 0``.
+
+    ``/coords`` and ``/feats`` are read in blocks of :data:`VALUE_CHECK_ROWS` rows (one
+    vectorised reduction each); a file whose stamp (path, inode, mtime, size) was checked
+    before in this process is not read again.
+
+    Raises
+    ------
+    SparsenuError
+        Naming the file, the event row and its event id, and the bad value.
+    """
+    from sparsenu.data.formats.base import file_stamp
+    from sparsenu.sparse.coords import COORD_MAX, COORD_MIN
+
+    stamp = file_stamp(path)
+    if stamp is not None and stamp in _VALUES_CHECKED:
+        return
+    attrs = f.attrs
+    try:
+        voxel = float(np.asarray(attrs["voxel_size_mm"]).reshape(-1)[0])
+        origin = np.asarray(attrs["origin_mm"], np.float64).reshape(-1)
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise SparsenuError(f"{path}: attributes voxel_size_mm / origin_mm are not numbers") from None
+    if not (np.isfinite(voxel) and voxel > 0) or origin.shape != (3,) or not np.all(np.isfinite(origin)):
+        raise SparsenuError(f"{path}: non-finite or non-positive geometry (voxel_size_mm {voxel}, "
+                            f"origin_mm {origin.tolist()})")
+    offsets = f["offsets"][()].astype(np.int64)
+    event_id = f["event_id"][()]
+    labels = f["labels"][()]
+
+    def event_of(row: int) -> str:
+        e = int(np.searchsorted(offsets, row, side="right")) - 1
+        return f"event row {e} (event_id {int(event_id[e])})"
+
+    low = np.flatnonzero(labels < -1)
+    if low.size:
+        e = int(low[0])
+        raise SparsenuError(f"{path}: event row {e} (event_id {int(event_id[e])}) has label {int(labels[e])}; "
+                            "labels are -1 (unknown) or a class number >= 0")
+    n = f["coords"].shape[0]
+    for a in range(0, n, VALUE_CHECK_ROWS):
+        b = min(a + VALUE_CHECK_ROWS, n)
+        c = f["coords"][a:b]
+        if c.size and (int(c.min()) < COORD_MIN or int(c.max()) > COORD_MAX):
+            r = a + int(np.flatnonzero(((c < COORD_MIN) | (c > COORD_MAX)).any(axis=1))[0])
+            raise SparsenuError(
+                f"{path}: {event_of(r)} has voxel coordinates {f['coords'][r].tolist()}, outside the range the "
+                f"sparse convolutions accept [{COORD_MIN}, {COORD_MAX}]; preprocess with a larger --voxel-size")
+        x = f["feats"][a:b]
+        if x.size and not np.isfinite(x.sum(dtype=np.float64)):
+            bad = ~np.isfinite(x)
+            if bad.any():
+                r = a + int(np.flatnonzero(bad.any(axis=1))[0])
+                raise SparsenuError(f"{path}: {event_of(r)} has non-finite features {f['feats'][r].tolist()}")
+    if stamp is not None:
+        if len(_VALUES_CHECKED) >= _VALUES_CHECKED_MAX:
+            _VALUES_CHECKED.clear()
+        _VALUES_CHECKED[stamp] = True
 
 
 def read_sparse_attrs(f: h5py.File) -> dict:
