@@ -13,9 +13,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sparsenu import __version__
+from sparsenu.data.formats import FORMAT_MODULES
 from sparsenu.errors import SparsenuError
 
-FORMATS = ("sparsenu", "larcv3", "pilarnet", "ndlar-flow")
+FORMATS = tuple(FORMAT_MODULES)  # the reader registry of sparsenu.data.formats
 
 
 def _positive_int(text: str) -> int:
@@ -123,6 +124,35 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 
     result = run_benchmark(args.suite, args.out, overrides=args.overrides, progress=not args.quiet)
     print(result)
+    return 0
+
+
+def _schema_class(name: str) -> type:
+    if name == "experiment":
+        from sparsenu.train.config import ExperimentConfig
+
+        return ExperimentConfig
+    if name == "suite":
+        from sparsenu.eval.suite import SuiteConfig
+
+        return SuiteConfig
+    from sparsenu.sim import SimulationConfig
+
+    return SimulationConfig
+
+
+def _cmd_config_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from sparsenu.config import json_schema
+    from sparsenu.data.formats.base import write_text_atomic
+
+    text = json.dumps(json_schema(_schema_class(args.kind)), indent=1, sort_keys=True) + "\n"
+    if args.output is None:
+        print(text, end="")
+    else:
+        write_text_atomic(args.output, text)
+        print(f"wrote the JSON schema of a {args.kind} config to {args.output}")
     return 0
 
 
@@ -263,6 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
     common(s)
     s.set_defaults(func=_cmd_embed)
     _add_analysis_parsers(sub, common)
+
+    s = sub.add_parser("config-schema", help="print the JSON schema of a config file kind (for editors)")
+    s.add_argument("kind", choices=("experiment", "suite", "simulation"),
+                   help="experiment: `sparsenu train` configs; suite: `sparsenu benchmark`; simulation: "
+                        "`sparsenu simulate`")
+    s.add_argument("-o", "--output", type=Path, default=None, help="write to this file instead of stdout")
+    s.set_defaults(func=_cmd_config_schema)
     return p
 
 

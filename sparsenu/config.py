@@ -44,6 +44,7 @@ __all__ = [
     "deep_merge",
     "save_yaml",
     "format_validation_error",
+    "json_schema",
     "yaml_scalar",
     "validated",
 ]
@@ -163,6 +164,15 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str], source: s
             node = nxt
         node[parts[-1]] = yaml_scalar(raw)
     return out
+
+
+def json_schema(cls: type[BaseModel]) -> dict:
+    """The JSON schema of a configuration model, for editors (``sparsenu config-schema``).
+
+    Every key with its type, default, range and description; ``additionalProperties: false``
+    where unknown keys are errors.
+    """
+    return cls.model_json_schema()
 
 
 def save_yaml(obj: Any, path: str | Path) -> None:

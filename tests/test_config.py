@@ -123,3 +123,18 @@ def test_cli_overrides_after_options():
 
     args, extra = build_parser().parse_known_args(["train", "c.yaml", "--out", "d", "optim.lr=1e-3"])
     assert extra == ["optim.lr=1e-3"]
+
+
+@pytest.mark.parametrize("kind, key", [("experiment", "optim"), ("suite", "shifts"), ("simulation", "detector")])
+def test_config_schema_command_exports_the_models(kind, key, capsys, tmp_path):
+    """`sparsenu config-schema KIND` prints the JSON schema editors validate against: the
+    same keys the loader accepts, unknown keys forbidden."""
+    import json
+
+    from sparsenu.cli import main
+
+    assert main(["config-schema", kind]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert key in schema["properties"] and schema["additionalProperties"] is False
+    assert main(["config-schema", kind, "-o", str(tmp_path / "s.json")]) == 0
+    assert json.loads((tmp_path / "s.json").read_text()) == schema

@@ -31,6 +31,7 @@ import numpy as np
 from sparsenu.data.formats import Chunk, FileInfo, get_reader
 from sparsenu.data.formats.base import check_output
 from sparsenu.data.formats.sparse_h5 import SparseH5Writer
+from sparsenu.data.parallel import map_ordered
 from sparsenu.data.shards import shard_inputs
 from sparsenu.errors import SparsenuError
 
@@ -394,16 +395,8 @@ def _tasks(fmt: str, infos: Sequence[FileInfo], voxel_size_mm: float, anchored: 
 
 
 def _results(tasks: list, workers: int) -> Iterable[_Result]:
-    if workers <= 1 or len(tasks) <= 1:
-        for t in tasks:
-            yield _run_task(t)
-        return
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(min(workers, len(tasks))) as pool:
-        # imap keeps task order: the output is identical whatever the worker count
-        yield from pool.imap(_run_task, tasks, chunksize=1)
+    """Task results in task order (the output is identical whatever the worker count)."""
+    return map_ordered(_run_task, tasks, workers)
 
 
 def _shard_id_offsets(reader: Any, all_inputs: Sequence[Path], mine: Sequence[Path],

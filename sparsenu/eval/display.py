@@ -24,13 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from sparsenu.data.formats import FORMAT_MODULES
 from sparsenu.errors import SparsenuError
 
 __all__ = ["EventView", "SHOW_FORMATS", "detect_format", "load_event", "augmented_view", "shifted_view",
            "draw_event", "show_event"]
 
 #: input formats of ``sparsenu show --format`` ("auto": recognised from the file)
-SHOW_FORMATS = ("auto", "sparsenu", "sparse", "larcv3", "pilarnet", "ndlar-flow")
+SHOW_FORMATS = ("auto", "sparse", *FORMAT_MODULES)  # the reader registry, plus sparse-tensor files
 _FIGURE_FORMATS = (".png", ".pdf", ".svg")
 _RAW_SCHEMA = "sparsenu.raw_detector"
 _SPARSE_SCHEMA = "sparsenu.sparse_tensor"

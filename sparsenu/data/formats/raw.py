@@ -38,7 +38,7 @@ import numpy as np
 
 from sparsenu import __version__
 from sparsenu.data.formats import Chunk, FileInfo
-from sparsenu.data.formats.base import AtomicH5Writer, ChunkedAppender, LazyH5
+from sparsenu.data.formats.base import AtomicH5Writer, ChunkedAppender, LazyH5, file_stamp
 from sparsenu.data.formats.schema import decode_attrs, open_h5, validate_h5
 from sparsenu.data.formats.sparse_h5 import EVENT_CHUNK, ROW_CHUNK
 from sparsenu.errors import SparsenuError
@@ -219,17 +219,9 @@ _VALIDATED: dict[tuple, bool] = {}
 _VALIDATED_MAX = 64
 
 
-def _file_stamp(path: Path) -> tuple | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (str(path.resolve()), st.st_ino, st.st_mtime_ns, st.st_size)
-
-
 def _open_validated(path: Path) -> h5py.File:
     """Open a raw file, validating its schema once per process and file version."""
-    key = _file_stamp(path)
+    key = file_stamp(path)
     if key is not None and key in _VALIDATED:
         return open_h5(path)
     f = open_raw(path, data_checks=False)
