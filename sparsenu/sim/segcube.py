@@ -77,10 +77,11 @@ class SegCubeConfig(DetectorBase):
     voxel_size_mm : float
         Cube pitch, 10 mm (1 cm cubes: SuperFGD; the authors' code uses a 10 mm voxel).
     birks_kb_mm_per_mev : float
-        Birks' constant kB = 0.126 mm/MeV, the value for polystyrene-based scintillators
-        (Hirschberg et al., IEEE Trans. Nucl. Sci. 39 (1992) 511; the value Geant4's scintillator
-        examples set). A MIP (2.06 MeV/cm in polystyrene) is quenched by 2.5 %, a stopping
-        proton's Bragg peak (~100 MeV/cm) by ~55 %.
+        Birks' constant kB = 0.126 mm/MeV, the value compiled for polystyrene-based
+        scintillators (Hirschberg et al., IEEE Trans. Nucl. Sci. 39 (1992) 511, as cited by the
+        compilation in the "Birks' law" encyclopaedia article; the paper itself was not checked
+        here) and the one Geant4 scintillator examples set. A MIP (2.06 MeV/cm in polystyrene) is
+        quenched by 2.5 %, a stopping proton's Bragg peak (~100 MeV/cm) by ~56 %.
     light_yield_pe_per_mev : float
         Photo-electrons per MeV of quenched energy, summed over the cube's fibres: 40 PE/MeV.
         Derived from the beam-test light yield of 1 cm cubes read by three WLS fibres, about
@@ -100,8 +101,9 @@ class SegCubeConfig(DetectorBase):
         0.03. The light seen in a neighbour relative to the crossed cube (the measured
         "crosstalk") is then ``f / (1 - 6 f)`` = 3.7 %, inside the 2-6 % (position dependent)
         measured between adjacent SuperFGD cubes with beam data (arXiv:2601.18338, "Precision
-        light yield and crosstalk characterization for the SuperFGD scintillator cubes") and
-        below the 4-5 % of 3D-printed cubes (arXiv:2412.10174).
+        light yield and crosstalk characterization for the SuperFGD scintillator cubes"; the
+        range as summarised on its abstract page) and below the 4-5 % of 3D-printed cubes
+        (arXiv:2412.10174, abstract).
     crosstalk_scale : float
         Dimensionless factor on ``crosstalk_fraction_per_face``: the shift axis (0 = no
         crosstalk, 1 = nominal). The published study varies "the share of crosstalk hits kept"
