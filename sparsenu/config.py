@@ -276,15 +276,44 @@ def to_dict(obj: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------- errors
+def _model_in(ann: Any) -> type[BaseModel] | None:
+    return next((a for a in (ann, *typing.get_args(ann)) if isinstance(a, type) and issubclass(a, BaseModel)),
+                None)
+
+
+def _tagged_member(ann: Any, tag: Any) -> type[BaseModel] | None:
+    """The model of the member of a tagged union (``Annotated[Model, Tag(tag)]``) named ``tag``."""
+    for member in typing.get_args(ann):
+        if typing.get_origin(member) is typing.Annotated:
+            base, *meta = typing.get_args(member)
+            if any(getattr(m, "tag", None) == tag for m in meta):
+                return _model_in(base)
+    return None
+
+
+def _walk_loc(cls: type[BaseModel] | None, loc: Sequence[Any]) -> tuple[list[Any], list[str]]:
+    """``loc`` without the tags pydantic inserts after a tagged-union field (``detector.segcube.x``
+    -> ``detector.x``), and the field names of the model at its end (for "did you mean" hints)."""
+    out: list[Any] = []
+    union: Any = None
+    for part in loc:
+        member = _tagged_member(union, part) if union is not None else None
+        union = None
+        if member is not None:
+            cls = member
+            continue
+        out.append(part)
+        if cls is None or not isinstance(part, str) or part not in cls.model_fields:
+            cls = None
+            continue
+        union = ann = cls.model_fields[part].annotation
+        cls = _model_in(ann)
+    return out, (sorted(cls.model_fields) if cls is not None else [])
+
+
 def _fields_at(cls: type[BaseModel] | None, loc: Sequence[Any]) -> list[str]:
     """Field names of the model found by walking ``loc`` (for "did you mean" hints)."""
-    for part in loc:
-        if cls is None or not isinstance(part, str) or part not in cls.model_fields:
-            return []
-        ann = cls.model_fields[part].annotation
-        cls = next((a for a in (ann, *typing.get_args(ann)) if isinstance(a, type) and issubclass(a, BaseModel)),
-                   None)
-    return sorted(cls.model_fields) if cls is not None else []
+    return _walk_loc(cls, loc)[1]
 
 
 def _short(value: Any) -> str:
@@ -301,13 +330,14 @@ def format_validation_error(exc: ValidationError, cls: type[BaseModel] | None = 
     """
     errors = exc.errors(include_url=False)
     e = errors[0]
-    loc = [p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+    raw = [p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+    loc = _walk_loc(cls, raw)[0]
     key = prefix + ".".join(str(p) for p in loc)
     kind, msg = e["type"], e["msg"]
     where = f" in {source}" if source else ""
     more = f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
     if kind == "extra_forbidden":
-        valid = _fields_at(cls, loc[:-1])
+        valid = _fields_at(cls, raw[:-1])
         close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
         hint = f" (did you mean '{prefix}{'.'.join(str(p) for p in loc[:-1] + [close[0]])}'?)" if close else ""
         listing = f"; valid keys: {', '.join(valid)}" if valid else ""

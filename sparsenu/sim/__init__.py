@@ -28,6 +28,7 @@ from sparsenu.sim.propagation import (
                                       propagate,
 )
 from sparsenu.sim.seeds import STAGES, event_seed, stage_seed
+from sparsenu.sim.segcube import SegCubeConfig, segcube_response
 
 __all__ = [
     "DetectorBase", "DETECTOR_TYPES", "AnyDetector", "detector_class", "detector_from_dict",
@@ -35,5 +36,6 @@ __all__ = [
     "event_seed", "STAGES", "Primary", "Deposits", "DetectorHits", "SimEvent", "generate_primary",
     "propagate", "detector_response", "simulate_event", "iter_events", "recombination_factor",
     "dedx_mev_cm", "csda_range_mm", "drift_velocity_walkowiak", "kinetic_from_range", "Material",
-    "LIQUID_ARGON", "POLYSTYRENE", "SimulationCapWarning", "SIM_PHYSICS_VERSION",
+    "LIQUID_ARGON", "POLYSTYRENE", "SimulationCapWarning", "SIM_PHYSICS_VERSION", "SegCubeConfig",
+    "segcube_response",
 ]

@@ -19,12 +19,13 @@ from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError
 from sparsenu.config import ConfigModel, format_validation_error
 from sparsenu.errors import SparsenuError
 from sparsenu.sim.config import DetectorBase, DetectorConfig, SimConfig
+from sparsenu.sim.segcube import SegCubeConfig
 
 __all__ = ["DETECTOR_TYPES", "DEFAULT_DETECTOR_TYPE", "AnyDetector", "detector_from_dict", "detector_class",
            "check_override_names", "SimulationConfig"]
 
 #: Registered detector types: name -> configuration class.
-DETECTOR_TYPES: dict[str, type[DetectorBase]] = {"lartpc": DetectorConfig}
+DETECTOR_TYPES: dict[str, type[DetectorBase]] = {"lartpc": DetectorConfig, "segcube": SegCubeConfig}
 #: The type of a detector mapping without a ``type`` key.
 DEFAULT_DETECTOR_TYPE = "lartpc"
 
@@ -39,7 +40,10 @@ def _any_detector() -> Any:
     members = tuple(Annotated[cls, Tag(name)] for name, cls in DETECTOR_TYPES.items())
     if len(members) == 1:
         return DETECTOR_TYPES[DEFAULT_DETECTOR_TYPE]
-    return Annotated[Union[members], Discriminator(_type_of)]  # noqa: UP007 - a runtime tuple of members
+    known = ", ".join(DETECTOR_TYPES)
+    disc = Discriminator(_type_of, custom_error_type="unknown_detector_type",
+                         custom_error_message=f"Unknown detector 'type'; known types: {known}")
+    return Annotated[Union[members], disc]  # noqa: UP007 - a runtime tuple of members
 
 
 #: Annotation of a field holding a detector of any registered type.
