@@ -219,7 +219,8 @@ def _add_analysis_parsers(sub: argparse._SubParsersAction, common: Callable[[arg
                    help="input format (default: recognised from the file; sparsenu = raw detector file)")
     s.add_argument("--augment", default=None, metavar="SPEC", help="augmentation for a second panel, e.g. paper")
     s.add_argument("--shift", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="DetectorConfig overrides for a re-simulated panel, e.g. lifetime_us=500 (raw files)")
+                   help="detector overrides for a re-simulated panel (fields of the file's detector type, "
+                        "e.g. lifetime_us=500 or crosstalk_scale=0; raw files)")
     s.add_argument("--seed", type=_seed, default=0, help="seed of the augmentation")
     s.add_argument("--producer", default=None, help="larcv3 producer name")
     s.add_argument("--voxel-size", type=_positive_float, default=None, metavar="MM",
@@ -246,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-n", type=_positive_int, required=True, help="number of events")
     s.add_argument("-o", "--output", type=Path, required=True, help="output raw detector HDF5")
     s.add_argument("--detector", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="DetectorConfig overrides, e.g. lifetime_us=500")
+                   help="detector overrides (fields of the config's detector type), e.g. lifetime_us=500")
     s.add_argument("--workers", type=_positive_int, default=1)
     s.add_argument("--seed", type=_seed, default=None, help="overrides the config's seed")
     s.add_argument("--overwrite", action="store_true")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from sparsenu.config import from_dict, load_config
+from sparsenu.data.formats.base import detector_type
 from sparsenu.errors import SparsenuError
 from sparsenu.sim import (
     POLYSTYRENE,
@@ -28,7 +29,6 @@ from sparsenu.sim.segcube import (
     cube_energies,
     cube_light,
     dead_cube_mask,
-    detector_type,
     segcube_response,
 )
 

@@ -21,13 +21,9 @@ from sparsenu.sim import DetectorBase, DetectorConfig, detector_from_dict, propa
 
 __all__ = ["ResimViews", "DEFAULT_DETECTOR_RANGES"]
 
-#: Detector-systematic ranges from the literature (PHYSICS.md, "Detector response"):
-#: drift field, electron lifetime and transverse diffusion.
-DEFAULT_DETECTOR_RANGES: dict[str, tuple[float, float]] = {
-    "field_kv_cm": (0.45, 0.55),
-    "lifetime_us": (500.0, 5000.0),
-    "diffusion_t_cm2_us": (4.0e-6, 14.0e-6),
-}
+#: The LArTPC's default re-simulation ranges (drift field, electron lifetime, transverse
+#: diffusion; PHYSICS.md): each detector type holds its own as ``RESIM_RANGES``.
+DEFAULT_DETECTOR_RANGES: dict[str, tuple[float, float]] = DetectorConfig.RESIM_RANGES
 
 _SEED_HIGH = 2**62  # seeds drawn uniformly in [0, 2^62)
 
@@ -47,8 +43,8 @@ class ResimViews:
     ----------
     detector_ranges : dict name -> (lo, hi), optional
         numeric fields of the base detector's configuration to vary, each drawn uniformly in
-        ``[lo, hi]`` per view (units as in the field name). ``None`` uses
-        :data:`DEFAULT_DETECTOR_RANGES` (field 0.45-0.55 kV/cm, lifetime 500-5000 us,
+        ``[lo, hi]`` per view (units as in the field name). ``None`` uses the
+        base detector type's ``RESIM_RANGES`` (LArTPC: field 0.45-0.55 kV/cm, lifetime 500-5000 us,
         D_T 4e-6-14e-6 cm^2/us); ``{}`` keeps ``base_detector`` and only re-draws seeds.
     resim_propagation : bool
         Also re-run :func:`sparsenu.sim.propagate` from the stored primary (new shower /
@@ -86,7 +82,7 @@ class ResimViews:
                 f"{type(base_detector).__name__}"
             )
         self.base_detector = base_detector
-        ranges = dict(DEFAULT_DETECTOR_RANGES if detector_ranges is None else detector_ranges)
+        ranges = dict(type(base_detector).RESIM_RANGES if detector_ranges is None else detector_ranges)
         allowed = type(base_detector).numeric_fields()
         clean: dict[str, tuple[float, float]] = {}
         for name in sorted(ranges):

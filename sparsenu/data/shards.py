@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sparsenu.data.formats.base import LazyH5
+from sparsenu.data.formats.base import LazyH5, detector_type
 from sparsenu.data.formats.sparse_h5 import check_sparse_values, open_sparse, read_sparse_attrs
 from sparsenu.errors import SparsenuError
 
@@ -177,15 +177,15 @@ class ShardIndex:
                 ids.append(f["event_id"][()].astype(np.int64))
                 attrs = read_sparse_attrs(f)
                 n_feats = int(f["feats"].shape[1])
-            grid = (float(attrs["voxel_size_mm"]), tuple(float(v) for v in attrs["origin_mm"]), n_feats,
-                    tuple(attrs.get("feature_names") or ()))
+            grid = (detector_type(attrs), float(attrs["voxel_size_mm"]), tuple(float(v) for v in attrs["origin_mm"]),
+                    n_feats, tuple(attrs.get("feature_names") or ()))
             if first is None:
                 first = grid
                 self.attrs, self.n_feats = attrs, n_feats
             elif grid != first:
                 raise SparsenuError(
-                    f"{p}: cannot be read together with {self.paths[0]}: (voxel size mm, origin mm, "
-                    f"features, feature names) {grid} differ from {first}")
+                    f"{p}: cannot be read together with {self.paths[0]}: (detector type, voxel size mm, "
+                    f"origin mm, features, feature names) {grid} differ from {first}")
             offs.append(off[:-1] + voxels[-1])
             rows.append(rows[-1] + len(off) - 1)
             voxels.append(voxels[-1] + int(off[-1]))

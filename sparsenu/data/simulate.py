@@ -5,7 +5,7 @@
 - :func:`write_simulated_dataset` writes a sparse-tensor file directly (and optionally
   the raw file too);
 - :func:`resimulate_file` re-runs only the detector stage of every stored event with
-  another :class:`~sparsenu.sim.DetectorConfig` (same detector-stage seed, identical
+  another detector of the same type (same detector-stage seed, identical
   deposits) and writes a sparse-tensor file with the same event ids.
 
 Events are simulated in chunks of consecutive event ids, by ``workers`` processes
@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from sparsenu.config import load_config, to_dict
-from sparsenu.data.formats.raw import RawWriter, open_raw, pack_events
+from sparsenu.data.formats.base import detector_type
+from sparsenu.data.formats.raw import RawWriter, open_raw, pack_events, read_header
 from sparsenu.data.formats.sparse_h5 import SparseH5Writer, check_output
 from sparsenu.data.parallel import map_ordered
 from sparsenu.errors import SparsenuError
@@ -241,6 +242,15 @@ def write_simulated_dataset(
     return output
 
 
+def check_same_detector_type(raw_input: str | Path, detector: DetectorBase) -> None:
+    """``SparsenuError`` unless ``detector`` has the type of the detector that made ``raw_input``
+    (its deposits were propagated in that detector's material)."""
+    stored = detector_type(read_header(raw_input))
+    if stored != detector.type:
+        raise SparsenuError(f"{raw_input}: its deposits were simulated for a '{stored}' detector; they cannot "
+                            f"be re-simulated with a '{detector.type}' detector")
+
+
 def resimulate_rows(raw_input: str, start: int, stop: int, detector: DetectorBase) -> dict:
     """Re-run the detector stage for event rows ``start:stop`` of a raw file.
 
@@ -301,6 +311,7 @@ def resimulate_file(
 
     workers = _check_workers(workers)
     output = check_output(output, overwrite)
+    check_same_detector_type(raw_input, detector)
     with open_raw(raw_input) as f:
         n = int(f["events/event_id"].shape[0])
     tasks = [(str(raw_input), a, b, detector) for a, b in _chunks(n, CHUNK_EVENTS * 4)]

@@ -144,7 +144,16 @@ def _load_raw(path: Path, row: int | None, event_id: int | None) -> EventView:
         energy = float(f["primaries/kinetic_energy_mev"][r]) if "primaries/kinetic_energy_mev" in f else None
     return EventView(coords.astype(np.int32), charge.astype(np.float32), float(attrs["voxel_size_mm"]),
                      np.asarray(attrs["origin_mm"], np.float64), int(ids[r]), r, label, energy, "sparsenu",
-                     "ADC", path)
+                     _charge_unit(attrs), path)
+
+
+def _charge_unit(attrs: dict) -> str:
+    """Unit of the read-out feature of the detector type that made a file (ADC, PE, ...)."""
+    from sparsenu.data.formats.base import detector_type
+    from sparsenu.sim import DETECTOR_TYPES
+
+    cls = DETECTOR_TYPES.get(detector_type(attrs))
+    return cls.charge_unit if cls is not None else "ADC"
 
 
 def _load_sparse(path: Path, row: int | None, event_id: int | None) -> EventView:
@@ -160,7 +169,7 @@ def _load_sparse(path: Path, row: int | None, event_id: int | None) -> EventView
         attrs = read_sparse_attrs(f)
     names = attrs.get("feature_names") or ["charge"]
     detector = attrs.get("detector")
-    unit = "input units" if isinstance(detector, dict) and "source_format" in detector else "ADC"
+    unit = "input units" if isinstance(detector, dict) and "source_format" in detector else _charge_unit(attrs)
     return EventView(coords.astype(np.int32), charge.astype(np.float32), float(attrs["voxel_size_mm"]),
                      np.asarray(attrs["origin_mm"], np.float64), int(ids[r]), r, label, None, "sparse",
                      f"{names[0]}, {unit}", path)
@@ -249,9 +258,10 @@ def augmented_view(view: EventView, spec: Any, seed: int = 0) -> EventView:
 
 
 def _shifted_detector(path: Path, overrides: Sequence[str]) -> Any:
-    from sparsenu.config import apply_overrides, from_dict
+    """The file's detector (of its own type) with ``key=value`` overrides."""
+    from sparsenu.config import apply_overrides
     from sparsenu.data.formats.raw import read_header
-    from sparsenu.sim import DetectorConfig
+    from sparsenu.sim import detector_from_dict
 
     detector = read_header(path).get("detector")
     if isinstance(detector, str):
@@ -259,12 +269,14 @@ def _shifted_detector(path: Path, overrides: Sequence[str]) -> Any:
     for item in overrides:
         if "=" not in item or item.startswith("="):
             raise SparsenuError(f"--shift {item!r}: expected KEY=VALUE (e.g. lifetime_us=500)")
+        if item.split("=", 1)[0].strip() == "type":
+            raise SparsenuError("--shift: the detector 'type' cannot be changed (the deposits belong to it)")
     data = apply_overrides(dict(detector or {}), list(overrides), source="--shift")
-    return from_dict(DetectorConfig, data, source="--shift")
+    return detector_from_dict(data, source="--shift")
 
 
 def shifted_view(view: EventView, overrides: Sequence[str]) -> EventView:
-    """The same event re-simulated under another detector (``DetectorConfig`` ``key=value`` overrides).
+    """The same event re-simulated under another detector (``key=value`` overrides of the file's detector).
 
     Only the detector stage is re-run, from the event's stored deposits with its own
     detector-stage seed, so every difference is the detector's.

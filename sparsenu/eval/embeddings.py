@@ -179,7 +179,7 @@ def _check_sparse_file(path: Path) -> int:
         raise SparsenuError(f"{path}: cannot read HDF5 file ({exc})") from None
 
 
-def open_eval_dataset(path: str | Path, config: Any = None) -> Any:
+def open_eval_dataset(path: str | Path, config: Any = None, detector_type: str | None = None) -> Any:
     """A ``SparseH5Dataset`` for evaluation: no transform, one view.
 
     Parameters
@@ -189,11 +189,18 @@ def open_eval_dataset(path: str | Path, config: Any = None) -> Any:
     config : training config, optional
         Its dataset options (feature scale) are repeated, see
         :func:`dataset_kwargs_from_config`.
+    detector_type : str, optional
+        The detector type of the model's training data (``LoadedModel.detector_type``): a file
+        made by another detector type is refused.
     """
     from sparsenu.data import SparseH5Dataset
+    from sparsenu.data.formats.base import detector_type as file_detector_type
 
     path = Path(path)
     _check_sparse_file(path)
+    if detector_type is not None and (got := file_detector_type(path)) != detector_type:
+        raise SparsenuError(f"{path}: made by a '{got}' detector, but the model was trained on "
+                            f"'{detector_type}' data")
     return SparseH5Dataset(path, transform=None, n_views=1, **dataset_kwargs_from_config(config))
 
 
@@ -476,7 +483,7 @@ def embed_file(
     from sparsenu.train import load_checkpoint
 
     model = load_checkpoint(checkpoint)
-    dataset = open_eval_dataset(input, getattr(model, "config", None))
+    dataset = open_eval_dataset(input, getattr(model, "config", None), model.detector_type)
     emb, labels, ids = compute_embeddings(model.encoder, dataset, batch_size=batch_size,
                                           device=device, progress=progress)
     attrs = {

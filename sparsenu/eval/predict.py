@@ -326,7 +326,7 @@ def predict_file(
                             "pass --probe PROBE.h5 (a linear probe fitted on its embeddings)")
     else:
         attrs["source"] = "classifier head"
-    dataset = open_eval_dataset(input, model.config)
+    dataset = open_eval_dataset(input, model.config, model.detector_type)
     emb, labels, ids = compute_embeddings(model.encoder, dataset, batch_size=batch_size, device=device,
                                           progress=progress, desc="predict")
     if fitted is not None:

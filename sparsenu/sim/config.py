@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 from typing_extensions import Self
@@ -69,6 +69,11 @@ class DetectorBase(ConfigModel):
     voxel_size_mm : float
         Edge of a voxel (mm).
     """
+
+    #: unit of the read-out feature (``DetectorHits.charge``)
+    charge_unit: ClassVar[str] = "ADC"
+    #: default ranges of the re-simulation views (RS3L) of this type: field -> (lo, hi)
+    RESIM_RANGES: ClassVar[dict[str, tuple[float, float]]] = {}
 
     type: str
     volume_min_mm: Vec3 = (0.0, 0.0, 0.0)
@@ -165,6 +170,14 @@ class DetectorConfig(DetectorBase):
       one transverse pixel) that read nothing, in [0, 1). The map is a fixed pseudo-random
       function of (pixel index, ``dead_channel_seed``): identical for every event of a detector.
     """
+
+    #: Detector-systematic ranges from the literature (PHYSICS.md, "Detector response"): drift
+    #: field, electron lifetime and transverse diffusion.
+    RESIM_RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        "field_kv_cm": (0.45, 0.55),
+        "lifetime_us": (500.0, 5000.0),
+        "diffusion_t_cm2_us": (4.0e-6, 14.0e-6),
+    }
 
     type: Literal["lartpc"] = "lartpc"
     drift_axis: Literal[0, 1, 2] = 0

@@ -39,9 +39,6 @@ crosstalk, dark counts, timing.
 """
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -54,7 +51,7 @@ from sparsenu.sim.detector import DetectorHits, _splitmix64
 from sparsenu.sim.material import POLYSTYRENE, Material
 
 __all__ = ["SegCubeConfig", "segcube_response", "birks_quench", "cube_energies", "cube_light",
-           "apply_crosstalk", "dead_cube_mask", "NEIGHBOUR_OFFSETS", "detector_type"]
+           "apply_crosstalk", "dead_cube_mask", "NEIGHBOUR_OFFSETS"]
 
 #: The six face neighbours of a cube (index offsets).
 NEIGHBOUR_OFFSETS = np.array([[-1, 0, 0], [1, 0, 0], [0, -1, 0], [0, 1, 0], [0, 0, -1], [0, 0, 1]],
@@ -125,6 +122,9 @@ class SegCubeConfig(DetectorBase):
 
     #: unit of the read-out feature (``DetectorHits.charge``)
     charge_unit: ClassVar[str] = "PE"
+    #: default re-simulation (RS3L) views: the crosstalk from none to twice nominal (the range
+    #: of the published crosstalk study, arXiv:2502.07724)
+    RESIM_RANGES: ClassVar[dict[str, tuple[float, float]]] = {"crosstalk_scale": (0.0, 2.0)}
 
     @model_validator(mode="after")
     def _check_crosstalk(self) -> Self:
@@ -326,30 +326,3 @@ def segcube_response(deposits: Deposits, detector: SegCubeConfig, seed: int) -> 
     if detector.dead_cube_fraction > 0:
         keep &= ~dead_cube_mask(coords, detector)
     return DetectorHits(coords[keep].astype(np.int32), pe[keep].astype(np.float32))
-
-
-def detector_type(source: str | Path | Mapping[str, Any]) -> str:
-    """The detector type that made a sparsenu HDF5 file (raw detector or sparse-tensor).
-
-    Reads the root attribute ``detector`` (JSON): its ``type``; a detector without one is
-    ``lartpc`` (files written before detector types existed, and the converted community
-    formats, which are all LArTPC data).
-
-    Parameters
-    ----------
-    source : path, or the file's decoded root attributes (a mapping with ``detector``)
-    """
-    if isinstance(source, Mapping):
-        det: Any = source.get("detector")
-    else:
-        import h5py
-
-        with h5py.File(source, "r") as f:
-            det = f.attrs.get("detector")
-    if isinstance(det, bytes):
-        det = det.decode()
-    if isinstance(det, str):
-        det = json.loads(det) if det.strip() else {}
-    if not isinstance(det, Mapping):
-        det = {}
-    return str(det.get("type", "lartpc"))

@@ -127,6 +127,7 @@ class LoadedModel:
     epoch: int = 0
     path: Path | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    detector_type: str = "lartpc"
 
     @property
     def embed_dim(self) -> int:
@@ -210,4 +211,5 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> LoadedModel:
             h.to(dev)
     return LoadedModel(encoder=encoder, method=cfg.method, config=cfg, heads=heads,
                        epoch=int(state.get("epoch", 0)), path=Path(path),
-                       metrics=dict(state.get("metrics") or {}))
+                       metrics=dict(state.get("metrics") or {}),
+                       detector_type=str(state.get("detector_type") or "lartpc"))

@@ -32,7 +32,8 @@ from torch import nn
 
 from sparsenu.config import to_dict
 from sparsenu.data import SparseH5Dataset, collate_views
-from sparsenu.data.formats.base import remove_stale_temporaries_in, write_text_atomic
+from sparsenu.data.formats.base import detector_type, remove_stale_temporaries_in, write_text_atomic
+from sparsenu.data.shards import resolve_paths
 from sparsenu.errors import SparsenuError
 from sparsenu.keys import derive_seed
 from sparsenu.train.checkpoint import CHECKPOINT_FORMAT, get_rng_state, read_checkpoint, save_checkpoint, set_rng_state
@@ -205,6 +206,7 @@ class Trainer:
         self.files: DataFiles = prepare_data(cfg, self.run_dir, is_main=self.dist.is_main,
                                              progress=self.show_progress)
         barrier()
+        self.detector_type = self._check_detector_types()
         self.train_ds = self.method.make_train_dataset(self, self.files)
         if len(self.train_ds) < 2:
             raise SparsenuError(f"{self.files.train}: need at least 2 training events, got {len(self.train_ds)}")
@@ -274,6 +276,15 @@ class Trainer:
         return 1.0
 
     # -- checkpoints -----------------------------------------------------------------------
+    def _check_detector_types(self) -> str:
+        """The detector type of the training data; validation and target data must share it."""
+        train_type = detector_type(resolve_paths(self.files.train)[0])
+        for key, p in (("data.val", self.files.val), ("data.target", self.files.target)):
+            if p is not None and (got := detector_type(resolve_paths(p)[0])) != train_type:
+                raise SparsenuError(f"{key} {p} was made by a '{got}' detector, the training data by a "
+                                    f"'{train_type}' detector")
+        return train_type
+
     def _state(self, heads: dict[str, nn.Module] | None = None, encoder: nn.Module | None = None) -> dict:
         from sparsenu import __version__
         heads = self.heads if heads is None else heads
@@ -283,6 +294,7 @@ class Trainer:
             "version": __version__,
             "method": self.cfg.method,
             "config": to_dict(self.cfg),
+            "detector_type": self.detector_type,
             "epoch": self.epoch_done,
             "global_step": self.global_step,
             "finalized": self.finalized,

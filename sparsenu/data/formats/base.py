@@ -20,7 +20,7 @@ import contextlib
 import errno
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,11 @@ import h5py
 import numpy as np
 
 from sparsenu.data.formats import _chunks
+from sparsenu.data.formats.schema import open_h5
 from sparsenu.errors import SparsenuError
+from sparsenu.sim.detectors import DEFAULT_DETECTOR_TYPE
 
-__all__ = ["DEFLATE", "check_output", "atomic_output", "write_text_atomic", "write_json_atomic",
+__all__ = ["detector_type", "DEFLATE", "check_output", "atomic_output", "write_text_atomic", "write_json_atomic",
            "read_json", "AtomicH5Writer", "ChunkedAppender", "LazyH5", "same_file", "remove_stale_temporaries",
            "remove_stale_temporaries_in", "file_stamp"]
 
@@ -413,3 +415,28 @@ class LazyH5:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+
+
+def detector_type(source: str | Path | Mapping[str, Any]) -> str:
+    """The detector type that made a sparsenu HDF5 file (raw detector or sparse-tensor).
+
+    Reads the root attribute ``detector`` (JSON): its ``type``; a detector without one is
+    ``lartpc`` (files written before detector types existed, and the converted community
+    formats, which are all LArTPC data).
+
+    Parameters
+    ----------
+    source : path, or the file's decoded root attributes (a mapping with ``detector``)
+    """
+    if isinstance(source, Mapping):
+        det: Any = source.get("detector")
+    else:
+        with open_h5(source) as f:
+            det = f.attrs.get("detector")
+    if isinstance(det, bytes):
+        det = det.decode()
+    if isinstance(det, str):
+        det = json.loads(det) if det.strip() else {}
+    if not isinstance(det, Mapping):
+        det = {}
+    return str(det.get("type", DEFAULT_DETECTOR_TYPE))
