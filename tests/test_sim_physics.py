@@ -293,3 +293,14 @@ def test_detector_subpoint_cap_warns(monkeypatch):
     with pytest.warns(SimulationCapWarning, match="1 deposit segment"):
         hits = D.detector_response(dep, DetectorConfig(noise=0.0, threshold=0.0), 0)
     assert hits.n > 0
+
+
+def test_pion_production_at_the_threshold_mass_does_not_crash():
+    """The (N pi) system of pion production is made at its threshold mass; rounding put it
+    just below threshold about once in 600 pion events and the second split returned None
+    (TypeError). This event hit it."""
+    from sparsenu.keys import derive_seed
+    from sparsenu.sim import DetectorConfig, SimConfig, simulate_event
+
+    ev = simulate_event(848, derive_seed("simulated-set", 2025, "val"), 3, SimConfig(), DetectorConfig())
+    assert ev.hits.n > 0

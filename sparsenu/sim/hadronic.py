@@ -247,10 +247,16 @@ def _boost(q: np.ndarray, e_star: float, p_sys: np.ndarray, e_sys: float) -> tup
 
 def _two_body(rng, p_sys: np.ndarray, e_sys: float, ma: float, mb: float):
     """Isotropic two-body split of a system (3-momentum ``p_sys``, energy ``e_sys``) into masses
-    ``ma`` + ``mb``; returns ((p_a, E_a), (p_b, E_b)) or None below threshold."""
+    ``ma`` + ``mb``; returns ((p_a, E_a), (p_b, E_b)) or None below threshold.
+
+    A system exactly at threshold (within a relative 1e-9 of ``(ma + mb)^2``, which rounding
+    makes either side of it) splits at rest in its own frame: the (N pi) system of pion
+    production is made at its threshold mass and split again here.
+    """
     m2 = e_sys * e_sys - float(p_sys @ p_sys)
-    if m2 <= (ma + mb) ** 2:
+    if m2 < (ma + mb) ** 2 * (1.0 - 1e-9):
         return None
+    m2 = max(m2, (ma + mb) ** 2)
     m = np.sqrt(m2)
     ea = (m2 + ma * ma - mb * mb) / (2.0 * m)
     pstar = np.sqrt(max(ea * ea - ma * ma, 0.0))
