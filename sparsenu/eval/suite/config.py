@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -20,7 +20,8 @@ from sparsenu.sim import DetectorConfig
 from sparsenu.sim.config import SimulationConfig
 
 __all__ = ["SuiteConfig", "SuiteDataConfig", "MethodSpec", "ShiftSpec", "TargetSpec", "SuiteEvalConfig",
-           "ResolvedShift", "load_suite", "resolve_shifts", "apply_detector"]
+           "SeveritySpec", "SearchSpec", "TTASpec", "ReportSpec", "ResolvedShift", "load_suite",
+           "resolve_shifts", "suite_shift_specs", "apply_detector"]
 
 
 class SuiteDataConfig(SimulationConfig):
@@ -155,6 +156,9 @@ class SuiteEvalConfig(ConfigModel):
     projection_shift : str or None
         Shift shown next to nominal in the 2D projection plots (default: the
         first shift).
+    keep_embeddings : bool
+        Keep the embeddings file of every test set (False: only the training, nominal
+        and projection sets; the per-event predictions are always kept).
     """
 
     knn_k: int = Field(20, ge=1)
@@ -163,6 +167,132 @@ class SuiteEvalConfig(ConfigModel):
     probe_c: float = Field(1.0, gt=0.0)
     probe_max_iter: int = Field(2000, ge=1)
     projection_shift: str | None = None
+    keep_embeddings: bool = True
+
+
+class SeveritySpec(ConfigModel):
+    """``severities``: detector shifts generated at 5 severity levels (:mod:`sparsenu.eval.severity`).
+
+    Expanded by :func:`sparsenu.eval.severity.expand_severities` into shifts named
+    ``<parameter>-s<level>`` (e.g. ``lifetime_us-s5``), ``recombination-birks`` and
+    ``throw_00`` ...; they are added to the hand-written ``shifts`` and validated like them.
+
+    Attributes
+    ----------
+    axes : "all" or list of str
+        Severity axes (DetectorConfig fields of :data:`sparsenu.eval.severity.SEVERITY_AXES`).
+    levels : list of int
+        Severities, each in 1..5.
+    model_changes : bool
+        Add the model changes (recombination Box -> Birks).
+    throws : int
+        Random multi-parameter detector throws (every axis drawn at once).
+    seed : int
+        Seed of the throws (throw k depends only on seed and k).
+    """
+
+    axes: Literal["all"] | list[str] = "all"
+    levels: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
+    model_changes: bool = True
+    throws: int = Field(0, ge=0, le=1000)
+    seed: int = Field(0, ge=0, lt=2**63)
+
+    @model_validator(mode="after")
+    def _check_severities(self) -> SeveritySpec:
+        from sparsenu.eval.severity import LEVELS, SEVERITY_AXES
+
+        if isinstance(self.axes, list):
+            unknown = [a for a in self.axes if a not in SEVERITY_AXES]
+            if unknown:
+                raise ValueError(f"unknown severity axis {unknown}; known: {sorted(SEVERITY_AXES)}")
+        bad = [v for v in self.levels if v not in LEVELS]
+        if bad:
+            raise ValueError(f"'levels' must be in {list(LEVELS)}, got {bad}")
+        if len(set(self.levels)) != len(self.levels):
+            raise ValueError(f"'levels' has duplicates: {self.levels}")
+        return self
+
+
+class SearchSpec(ConfigModel):
+    """``search``: random hyper-parameter search with the same number of trials for every method.
+
+    Trial 0 is the method's configured hyper-parameters; trials 1 .. n_trials-1 draw every key
+    of the method's search space (:func:`sparsenu.eval.hpsearch.space_for`) from
+    ``(seed, trial, key)``. Every trial is trained once per seed. The headline tables use the
+    trial with the best *nominal validation* accuracy per (method, seed); the report also shows
+    oracle selection on labelled shifted data as an upper bound.
+
+    Attributes
+    ----------
+    n_trials : int
+        Trials per method (1: no search).
+    seed : int
+        Seed of the draws.
+    space : "default"
+        :data:`sparsenu.eval.hpsearch.DEFAULT_SEARCH_SPACE` by training method.
+    """
+
+    n_trials: int = Field(1, ge=1, le=1000)
+    seed: int = Field(0, ge=0, lt=2**63)
+    space: Literal["default"] = "default"
+
+
+class TTASpec(ConfigModel):
+    """``tta``: label-free test-time adaptation baselines (:mod:`sparsenu.eval.tta`).
+
+    For every ``base`` method (its selected trial) and seed, a copy of the encoder is adapted
+    on each unlabelled test set (nominal included) and scored with the linear probe fitted on
+    nominal embeddings of the *unadapted* encoder (and with its classifier head where it has
+    one). Rows are named ``<base>+<method>``, e.g. ``classifier_aug+tent``.
+
+    Attributes
+    ----------
+    methods : list of {"adabn", "tent"}
+    base : list of str
+        Suite methods to adapt.
+    batch_size : int
+        Events per adaptation batch (BatchNorm statistics are per batch).
+    tent_lr, tent_epochs, tent_steps
+        TENT's Adam learning rate, passes over the test set, steps per batch. TENT minimises
+        the entropy of the linear probe's softmax (the evaluated classifier).
+    max_events : int or None
+        Adapt on at most this many (evenly spread) events of each test set; every event is
+        scored (None: adapt on the whole set, the usual setting).
+    """
+
+    methods: list[Literal["adabn", "tent"]] = Field(default_factory=list)
+    base: list[str] = Field(default_factory=list)
+    batch_size: int = Field(64, ge=2)
+    tent_lr: float = Field(1e-3, gt=0.0)
+    tent_epochs: int = Field(1, ge=1)
+    tent_steps: int = Field(1, ge=1)
+    max_events: int | None = Field(None, ge=2)
+
+
+class ReportSpec(ConfigModel):
+    """``report``: statistics of the report.
+
+    Attributes
+    ----------
+    baseline : str or None
+        Method every other is compared with (default: ``classifier_aug`` when the suite has it,
+        else the first method).
+    n_boot : int
+        Bootstrap replicates of the paired intervals (seeded: the report is reproducible).
+    confidence : float
+        Coverage of the per-test-set intervals; the summary comparisons are
+        Bonferroni-corrected over the compared methods.
+    seed : int
+        Bootstrap seed.
+    ece_bins : int
+        Equal-width confidence bins of the expected calibration error.
+    """
+
+    baseline: str | None = None
+    n_boot: int = Field(2000, ge=100)
+    confidence: float = Field(0.95, gt=0.0, lt=1.0)
+    seed: int = Field(0, ge=0, lt=2**63)
+    ece_bins: int = Field(15, ge=1)
 
 
 def _check_name(name: str) -> None:
@@ -184,7 +314,14 @@ class SuiteConfig(ConfigModel):
         ExperimentConfig keys shared by every method (see :class:`MethodSpec`).
     methods : dict name -> MethodSpec
     shifts : dict name -> ShiftSpec
+    severities : SeveritySpec or None
+        Generated shifts at severity levels, added to ``shifts``.
+    search : SearchSpec
+        Equal-budget hyper-parameter search (default: 1 trial, no search).
+    tta : TTASpec
+        Test-time adaptation baselines.
     eval : SuiteEvalConfig
+    report : ReportSpec
     """
 
     name: str = "benchmark"
@@ -194,7 +331,11 @@ class SuiteConfig(ConfigModel):
     train_defaults: dict[str, Any] = Field(default_factory=dict)
     methods: dict[str, MethodSpec] = Field(default_factory=dict)
     shifts: dict[str, ShiftSpec] = Field(default_factory=dict)
+    severities: SeveritySpec | None = None
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    tta: TTASpec = Field(default_factory=TTASpec)
     eval: SuiteEvalConfig = Field(default_factory=SuiteEvalConfig)
+    report: ReportSpec = Field(default_factory=ReportSpec)
 
     @model_validator(mode="after")
     def _check_suite(self) -> SuiteConfig:
@@ -208,9 +349,24 @@ class SuiteConfig(ConfigModel):
             _check_name(name)
         if "nominal" in self.shifts:
             raise ValueError("'nominal' is reserved for the unshifted test set; rename that shift")
+        names = set(suite_shift_specs(self))
+        if not names:
+            raise ValueError("no test shift: give 'shifts' or 'severities'")
         ps = self.eval.projection_shift
-        if ps is not None and ps not in self.shifts:
-            raise ValueError(f"eval.projection_shift {ps!r} is not a shift; shifts: {sorted(self.shifts)}")
+        if ps is not None and ps not in names:
+            raise ValueError(f"eval.projection_shift {ps!r} is not a shift; shifts: {sorted(names)}")
+        for b in self.tta.base:
+            if b not in self.methods:
+                raise ValueError(f"tta.base {b!r} is not a method; methods: {sorted(self.methods)}")
+        if bool(self.tta.base) != bool(self.tta.methods):
+            raise ValueError("tta needs both 'methods' (adabn, tent) and 'base' (suite methods), or neither")
+        bl = self.report.baseline
+        if bl is not None and bl not in self.methods and not any(bl == f"{b}+{t}" for b in self.tta.base
+                                                                for t in self.tta.methods):
+            raise ValueError(f"report.baseline {bl!r} is not a method; methods: {sorted(self.methods)}")
+        rows = set(self.methods) | {f"{b}+{t}" for b in self.tta.base for t in self.tta.methods}
+        if len(rows) != len(self.methods) + len(self.tta.base) * len(set(self.tta.methods)):
+            raise ValueError("a test-time adaptation row '<base>+<method>' collides with a method name")
         for n, m in self.methods.items():
             if m.use_target and self.target.n_events == 0:
                 raise ValueError(f"method '{n}' has use_target: true but target.n_events is 0")
@@ -232,14 +388,48 @@ def apply_detector(nominal: DetectorConfig, spec: _DetectorOverrides, where: str
 
 @dataclass(frozen=True)
 class ResolvedShift:
-    """A shift with its concrete detector; ``value`` is the plotted parameter's value (a
-    number, or the model name for a non-numeric parameter such as ``recombination``)."""
+    """A shift with its concrete detector.
+
+    ``parameter`` is the plotted parameter (None for a multi-parameter detector throw) and
+    ``value`` its value (a number, the model name for a non-numeric parameter such as
+    ``recombination``, or NaN for a throw). ``kind`` is ``"shift"`` (hand-written),
+    ``"severity"``, ``"model"`` or ``"throw"``; ``severity`` is 1..5 for severity levels.
+    """
 
     name: str
     detector: DetectorConfig
-    parameter: str
+    parameter: str | None
     value: float | str
     description: str
+    kind: str = "shift"
+    severity: int | None = None
+
+
+def suite_shift_specs(suite: SuiteConfig) -> dict[str, tuple[ShiftSpec, str, int | None]]:
+    """Every shift of a suite: name -> (spec, kind, severity).
+
+    The hand-written ``shifts`` first, then the expansion of ``severities``
+    (:func:`sparsenu.eval.severity.expand_severities`; validated as :class:`ShiftSpec`).
+    A generated name that is also a hand-written shift is an error.
+    """
+    out: dict[str, tuple[ShiftSpec, str, int | None]] = {n: (sp, "shift", None) for n, sp in suite.shifts.items()}
+    sv = suite.severities
+    if sv is None:
+        return out
+    from sparsenu.eval.severity import expand_severities, to_shift_specs
+
+    axes = None if sv.axes == "all" else list(sv.axes)
+    try:
+        expanded = expand_severities(axes, sv.levels, model_changes=sv.model_changes, throws=sv.throws,
+                                     seed=sv.seed, nominal=suite.data.detector)
+    except ValueError as exc:
+        raise ValueError(f"severities: {exc}") from None
+    specs = to_shift_specs(expanded)
+    for name, entry in expanded.items():
+        if name in out:
+            raise ValueError(f"severities generate shift {name!r}, which 'shifts' names too; rename it")
+        out[name] = (ShiftSpec(**specs[name]), str(entry["kind"]), entry.get("severity"))
+    return out
 
 
 def _fmt(v: Any) -> str:
@@ -249,9 +439,12 @@ def _fmt(v: Any) -> str:
 def resolve_shifts(suite: SuiteConfig, nominal: DetectorConfig, source: str = "suite") -> list[ResolvedShift]:
     """Concrete shifted :class:`DetectorConfig` of every shift of ``suite``."""
     out = []
-    for name, spec in suite.shifts.items():
+    for name, (spec, kind, severity) in suite_shift_specs(suite).items():
         det = apply_detector(nominal, spec, f"{source}: shift '{name}'")
         changed = list(spec.detector) + list(spec.scale)
+        if kind == "throw":
+            out.append(ResolvedShift(name, det, None, float("nan"), spec.label or name, kind, None))
+            continue
         param = spec.parameter or changed[0]
         value = getattr(det, param)
         desc = spec.label or ", ".join(
@@ -268,5 +461,5 @@ def resolve_shifts(suite: SuiteConfig, nominal: DetectorConfig, source: str = "s
             value = float(value)
         else:
             value = str(value)
-        out.append(ResolvedShift(name, det, param, value, desc))
+        out.append(ResolvedShift(name, det, param, value, desc, kind, severity))
     return out
