@@ -15,6 +15,7 @@ Output layout::
     OUT/eval/<method>[/trial<t>]/seed<k>/   probe.h5, pred_<set>.h5, head_<set>.h5, embeddings, rows.json
     OUT/eval/<base>+<tta>/seed<k>/          test-time adaptation (pred_<set>.h5, rows.json)
     OUT/results.csv/json, trials.csv/json, report.md, plots/*.png
+    OUT/timings.json                        seconds of training and evaluation per job (not in the report)
     <cache_dir>/<data key>/                 simulated data (default cache_dir: OUT/data)
 """
 from __future__ import annotations
@@ -114,6 +115,17 @@ def _selected_trials(entries: list[dict], n_trials: int) -> dict[tuple[str, int]
     return {(str(r.method), int(r.seed)): int(r.trial) for r in sel.itertuples()}
 
 
+def _record_time(timings: dict, key: str, run_dir: Path | None, eval_seconds: float | None) -> None:
+    """Keep the training seconds (from the run's marker) and the last measured evaluation seconds."""
+    t = timings.setdefault(key, {})
+    if run_dir is not None:
+        marker = read_json(run_dir / "COMPLETE.json", "run marker") or {}
+        if "train_seconds" in marker:
+            t["train_seconds"] = marker["train_seconds"]
+    if eval_seconds is not None:
+        t["eval_seconds"] = round(eval_seconds, 1)
+
+
 def _rel(p: Path, base: Path) -> str:
     try:
         return str(p.relative_to(base))
@@ -175,6 +187,7 @@ def run_benchmark(
 
     jobs = [Job(m, t, s, trials[m][t]) for m in suite.methods for t in range(len(trials[m])) for s in suite.seeds]
     trained = evaluated = 0
+    timings = read_json(out_dir / "timings.json", "timings") or {}  # seconds of work actually done, per job
     entries: list[dict[str, Any]] = []
     bar = tqdm(jobs, desc=f"benchmark {suite.name}", disable=not progress, unit="run")
     for job in bar:
@@ -184,12 +197,15 @@ def run_benchmark(
         trained += int(did_train)
         eval_dir = out_dir / "eval" / job.subdir
         before = read_json(eval_dir / "rows.json", "evaluation cache") or {}
+        t_eval = time.time()
         metrics = evaluate_checkpoint(
             ckpt, data.train, test_sets, eval_dir, val_path=data.val, knn_k=suite.eval.knn_k,
             batch_size=suite.eval.batch_size, device=device, probe_c=suite.eval.probe_c,
             probe_max_iter=suite.eval.probe_max_iter, ece_bins=suite.report.ece_bins,
             drop_embeddings=drop, progress=progress)
-        evaluated += int((read_json(eval_dir / "rows.json", "evaluation cache") or {}) != before)
+        changed = (read_json(eval_dir / "rows.json", "evaluation cache") or {}) != before
+        evaluated += int(changed)
+        _record_time(timings, job.subdir, out_dir / "runs" / job.subdir, time.time() - t_eval if changed else None)
         entries.append({"method": job.method, "seed": job.seed, "trial": job.trial, "kind": "train",
                         "dir": _rel(eval_dir, out_dir), "checkpoint": str(ckpt),
                         "val_accuracy": metrics[VALIDATION]["accuracy"]})
@@ -205,12 +221,15 @@ def run_benchmark(
             e = by_key[(base, seed, chosen[(base, seed)])]
             tdir = out_dir / "eval" / f"{base}+{kind}" / f"seed{seed}"
             before = read_json(tdir / "rows.json", "evaluation cache") or {}
+            t_eval = time.time()
             evaluate_tta(Path(e["checkpoint"]), out_dir / e["dir"] / "probe.h5", test_sets, tdir, kind,
                          batch_size=suite.tta.batch_size, eval_batch_size=suite.eval.batch_size,
                          lr=suite.tta.tent_lr, epochs=suite.tta.tent_epochs, steps=suite.tta.tent_steps,
                          max_events=suite.tta.max_events, ece_bins=suite.report.ece_bins, device=device,
                          progress=progress)
-            evaluated += int((read_json(tdir / "rows.json", "evaluation cache") or {}) != before)
+            changed = (read_json(tdir / "rows.json", "evaluation cache") or {}) != before
+            evaluated += int(changed)
+            _record_time(timings, f"{base}+{kind}/seed{seed}", None, time.time() - t_eval if changed else None)
             entries.append({"method": f"{base}+{kind}", "seed": seed, "trial": e["trial"], "kind": "tta",
                             "base": base, "dir": _rel(tdir, out_dir), "checkpoint": e["checkpoint"]})
 
@@ -241,5 +260,6 @@ def run_benchmark(
         "evals": entries,
     }
     write_json_atomic(out_dir / "manifest.json", manifest)
+    write_json_atomic(out_dir / "timings.json", timings)
     rep = make_report(out_dir)
     return BenchmarkResult(out_dir, rep.results, rep.table, rep.files, time.time() - t0, trained, evaluated)
