@@ -57,6 +57,19 @@ def test_presets_load_and_resolve():
     assert alphas == [0.0, 0.25, 0.5, 0.75, 1.0] and len(p.seeds) >= 3
     assert any(m.train.get("method") == "resim" for m in p.methods.values())
     assert s["dead_10"].parameter == "dead_channel_fraction" and s["dead_10"].value == pytest.approx(0.1)
+    assert s["recombination_birks"].value == "birks"
+    # the study preset: every method, >= 3 seeds, severities with Birks and throws, equal tuning
+    # budget, TTA baselines, test sets with a per-seed binomial SE <= 0.01
+    from sparsenu.eval.stats import events_for_binomial_se
+
+    st = load_suite(REPO / "cfg" / "study.yaml")
+    kinds = {r.kind for r in resolve_shifts(st, nominal)}
+    assert {"severity", "model", "throw"} <= kinds and len(st.seeds) >= 3 and st.search.n_trials >= 2
+    assert st.data.n_test >= events_for_binomial_se(0.01)
+    assert {"classifier", "classifier_aug", "dann", "simclr", "supcon", "rs3l"} <= set(st.methods)
+    alphas = sorted(m.train["loss"]["alpha"] for m in st.methods.values() if m.train.get("method") == "contrastive")
+    assert alphas == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert set(st.tta.methods) == {"adabn", "tent"} and st.tta.base and st.report.baseline == "classifier_aug"
     # only detector fields differ from nominal
     assert s["diffusion_4"].detector.replace(diffusion_t_cm2_us=nominal.diffusion_t_cm2_us) == nominal
 

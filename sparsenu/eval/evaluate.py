@@ -234,6 +234,7 @@ def evaluate_checkpoint(
         if name == nominal:
             metrics["sensitivity"] = 0.0
         else:
+            assert nom_emb is not None and nom_ids is not None
             metrics["sensitivity"] = sensitivity(nom_emb, nom_ids, emb, ids).mean
         results[name] = metrics
         cached[name] = {"key": keys[name], "metrics": metrics}

@@ -380,7 +380,7 @@ def render_report(
                 continue
             shown_shifts = [s for s in shifts if s != NOMINAL]
         else:
-            d, shown_shifts = df, shifts
+            d, shown_shifts = df, list(shifts)
         shown_methods = [m for m in methods if d.loc[d["method"] == m, metric].notna().any()]
         parts.append(f"## {title_ or _METRIC_TITLES[metric]}")
         parts.append("")
