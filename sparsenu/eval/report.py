@@ -288,7 +288,7 @@ def _spread_text(df: pd.DataFrame) -> str:
     seeds = sorted(set(df["seed"].dropna().astype(int))) if len(df) else []
     if len(seeds) > 1:
         return f"mean ± standard error over {len(seeds)} seeds"
-    return f"1 seed; ± is the binomial standard error of the test set ({BINOMIAL_MARK})"
+    return f"1 seed; ± is the binomial standard error of the test set, marked {BINOMIAL_MARK}"
 
 
 def summary_table(df: pd.DataFrame, methods: Sequence[str] | None = None,
@@ -336,7 +336,7 @@ def render_report(
     seeds = sorted(set(df["seed"].dropna().astype(int))) if len(df) else []
     parts = [f"# {title}", ""]
     parts.append(f"Methods: {', '.join(methods)}. Seeds: {', '.join(map(str, seeds))}. "
-                 f"Cells are {_spread_text(df)}.")
+                 f"Cells: {_spread_text(df)}.")
     parts.append("")
     parts.append(selection_note or (
         "**Model selection.** Every checkpoint evaluated here is the trainer's `best.pt`, chosen "

@@ -37,6 +37,7 @@ from sparsenu.eval.suite.data import prepare_suite_data
 from sparsenu.eval.suite.jobs import (
     Job,
     check_train_configs,
+    data_overrides,
     method_mapping,
     method_trials,
     train_one,
@@ -46,6 +47,11 @@ from sparsenu.eval.suite.report_step import make_report
 from sparsenu.sim import CLASS_NAMES
 
 __all__ = ["BenchmarkResult", "run_benchmark", "default_baseline"]
+
+# Earlier names of the training helpers (now in sparsenu.eval.suite.jobs), kept for callers.
+_data_overrides = data_overrides
+_method_mapping = method_mapping
+_check_train_configs = check_train_configs
 
 
 @dataclass
