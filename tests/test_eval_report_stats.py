@@ -63,6 +63,8 @@ def test_identical_methods_are_not_different_and_a_sure_gain_is():
     text = conclusion_sentence(st, ["base", "twin", "better"], 2, E)
     assert "`better` has a higher mean shifted accuracy (+0.500" in text and "a smaller mean drop (-0.500" in text
     assert "twin" not in text and text.count(". ") <= 1  # one sentence
+    one = conclusion_sentence(st, ["base", "twin", "better"], 1, E)
+    assert "establish no difference" in one and "`better` has a higher mean shifted accuracy" in one
     table = summary_section(st, ["base", "twin", "better"])
     assert "| better " in table and "+0.500 [" in table and "*" in table
 

@@ -102,6 +102,12 @@ def conclusion_sentence(stats: Any, methods: Sequence[str], n_seeds: int, n_even
         return (f"**Conclusion.** No method differs significantly from `{b}` in mean shifted accuracy or in "
                 f"mean drop ({basis}), so these results do not show that any method is more robust to the "
                 f"tested detector shifts than `{b}`.")
+    if n_seeds < 2:
+        # one seed: the intervals hold the test events' sampling only, not training randomness
+        return (f"**Conclusion.** With one training seed these intervals cover only the sampling of test events, "
+                f"not the seed-to-seed variation of training, so they establish no difference between methods; "
+                f"taken at face value, compared with `{b}` ({basis}), " + "; ".join(clauses)
+                + ", and nothing else is significant.")
     return (f"**Conclusion.** Compared with `{b}` ({basis}), " + "; ".join(clauses)
             + "; no other difference in mean shifted accuracy or mean drop is significant, and these "
             "statements hold for this simulation, training size and set of shifts only.")
