@@ -122,7 +122,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_benchmark(args: argparse.Namespace) -> int:
     from sparsenu.eval.suite import run_benchmark
 
-    result = run_benchmark(args.suite, args.out, overrides=args.overrides, progress=not args.quiet)
+    result = run_benchmark(args.suite, args.out, overrides=args.overrides, progress=not args.quiet,
+                           report_only=args.report_only)
     print(result)
     return 0
 
@@ -280,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("benchmark", help="run a domain-shift suite: simulate, train, evaluate, report")
     s.add_argument("suite", type=Path)
     s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--report-only", action="store_true",
+                   help="re-make the report of a finished --out directory from its caches (no training)")
     s.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     common(s)
     s.set_defaults(func=_cmd_benchmark)

@@ -42,7 +42,7 @@ __all__ = [
     "load_config",
     "apply_overrides",
     "deep_merge",
-    "save_yaml",
+    "dump_yaml",
     "format_validation_error",
     "json_schema",
     "yaml_scalar",
@@ -175,9 +175,10 @@ def json_schema(cls: type[BaseModel]) -> dict:
     return cls.model_json_schema()
 
 
-def save_yaml(obj: Any, path: str | Path) -> None:
-    """Write a model (or mapping) as YAML, e.g. the resolved config of a run."""
-    Path(path).write_text(yaml.safe_dump(to_dict(obj), sort_keys=False), encoding="utf-8")
+def dump_yaml(obj: Any) -> str:
+    """A model (or mapping) as YAML text, e.g. the resolved config of a run; write it with the
+    I/O base's atomic writer (``sparsenu.data.formats.base.write_text_atomic``)."""
+    return yaml.safe_dump(to_dict(obj), sort_keys=False)
 
 
 # --------------------------------------------------------------------------------- models

@@ -157,7 +157,7 @@ def test_embed_refuses_existing_output(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     """A real (1-epoch, tiny) contrastive checkpoint trained on a hand-made file."""
-    from sparsenu.config import save_yaml
+    from sparsenu.config import dump_yaml
     from sparsenu.train import train
 
     d = tmp_path_factory.mktemp("ckpt")
@@ -166,7 +166,7 @@ def tiny_checkpoint(tmp_path_factory):
            "data": {"train": str(sp), "val": str(sp)},
            "model": {"widths": [4, 8], "depths": [1, 1]},
            "optim": {"batch_size": 8, "epochs": 1}, "head": {"epochs": 1}}
-    save_yaml(cfg, d / "cfg.yaml")
+    (d / "cfg.yaml").write_text(dump_yaml(cfg))
     res = train(d / "cfg.yaml", out_dir=d / "run", progress=False)
     return res.best_checkpoint or res.last_checkpoint, sp
 

@@ -8,6 +8,7 @@ from sklearn.base import clone
 
 from sparsenu.eval.report import (
     drop_table,
+    format_mean_se,
     format_mean_std,
     metric_table,
     read_results,
@@ -183,17 +184,33 @@ def test_metric_and_drop_tables():
     assert lines[0].split("|")[1].strip() == "test set"
     assert [c.strip() for c in lines[0].split("|")[2:4]] == ["simclr", "classifier"]
     nominal = [c.strip() for c in lines[2].split("|")[1:4]]
-    # simclr nominal: mean 0.85, sample std of (0.8, 0.9) = 0.0707
-    assert nominal == ["nominal", "0.850 ± 0.071", "0.900 ± 0.071"]
+    # simclr nominal: mean 0.85, sample std of (0.8, 0.9) = 0.0707, SE = 0.0707 / sqrt(2) = 0.05
+    assert nominal == ["nominal", "0.850 ± 0.050", "0.900 ± 0.050"]
     shifted = [c.strip() for c in lines[3].split("|")[1:4]]
     # simclr drops 0.1 and 0.2 -> mean 0.15; classifier drops 0.45 and 0.25 -> 0.35
-    assert shifted == ["noise_x2", "0.700 ± 0.000 (-0.150)", "0.550 ± 0.071 (-0.350)"]
+    assert shifted == ["noise_x2", "0.700 ± 0.000 (-0.150)", "0.550 ± 0.050 (-0.350)"]
     d = drop_table(df, "accuracy")
     drow = [c.strip() for c in d.splitlines()[2].split("|")[1:4]]
-    assert drow == ["noise_x2", "+0.150 ± 0.071", "+0.350 ± 0.141"]
+    assert drow == ["noise_x2", "+0.150 ± 0.050", "+0.350 ± 0.100"]
     assert "mean over shifts" in d
     s = summary_table(df)
-    assert "mean ± std over 2 seeds" in s and "0.850 ± 0.071" in s
+    assert "mean ± standard error over 2 seeds" in s and "0.850 ± 0.050" in s
+    # significance marks are appended to the cells they name
+    t = metric_table(df, "accuracy", marks={("simclr", "noise_x2"): "▲"})
+    assert "0.700 ± 0.000 ▲" in t
+
+
+def test_one_seed_cells_show_the_binomial_error():
+    df = _hand_table()
+    one = df[df["seed"] == 0]
+    t = metric_table(one, "accuracy")
+    # simclr nominal 0.80 on 100 events: sqrt(0.8 * 0.2 / 100) = 0.040
+    assert "0.800 ± 0.040ᵇ" in t
+    assert "binomial" in summary_table(one)
+    # a non-proportion (sensitivity) has no spread with one seed
+    assert "±" not in metric_table(one[one["shift"] != "nominal"], "sensitivity").splitlines()[2]
+    assert format_mean_se(0.5, 0.01, binomial=True) == "0.500 ± 0.010ᵇ"
+    assert format_mean_se(-0.0001, float("nan"), signed=True) == "+0.000"
 
 
 def test_report_and_results_files(tmp_path):
@@ -217,7 +234,7 @@ def test_report_and_results_files(tmp_path):
 
 
 def test_plots_written(tmp_path):
-    from sparsenu.eval.plots import plot_accuracy_vs_shift, plot_projection
+    from sparsenu.eval.plots import plot_accuracy_vs_severity, plot_accuracy_vs_shift, plot_projection
 
     df = _hand_table()
     extra = df[df["shift"] == "noise_x2"].copy()
@@ -225,11 +242,22 @@ def test_plots_written(tmp_path):
     extra["value"] = 2.0
     extra["accuracy"] -= 0.1
     df = pd.concat([df, extra], ignore_index=True)
-    paths = plot_accuracy_vs_shift(df, tmp_path / "plots", {"noise": 0.5}, chance=0.2)
+    # a model change (non-numeric value) and a throw (no parameter) get no curve
+    birks = df[df["shift"] == "noise_x2"].copy()
+    birks["shift"], birks["parameter"], birks["value"] = "recombination-birks", "recombination", "birks"
+    throw = df[df["shift"] == "noise_x2"].copy()
+    throw["shift"], throw["parameter"], throw["value"], throw["kind"] = "throw_00", None, None, "throw"
+    df = pd.concat([df, birks, throw], ignore_index=True)
+    paths = plot_accuracy_vs_shift(df, tmp_path / "plots", {"noise": 0.5, "recombination": "box"}, chance=0.2)
     names = sorted(p.name for p in paths)
     assert names == ["accuracy_vs_noise.png", "accuracy_vs_shift.png"]
     for p in paths:
         assert p.is_file() and p.stat().st_size > 1000
+    assert plot_accuracy_vs_severity(df, tmp_path / "plots") is None  # no severity rows
+    sev = df[df["shift"] == "noise_x2"].copy()
+    sev["shift"], sev["kind"], sev["severity"] = "noise-s2", "severity", 2
+    path = plot_accuracy_vs_severity(pd.concat([df, sev], ignore_index=True), tmp_path / "plots", chance=0.2)
+    assert path is not None and path.name == "accuracy_vs_severity.png" and path.stat().st_size > 1000
     X, y = _blobs(n_per=20, k=5, d=8)
     p = plot_projection(X, y, X + 0.5, y, tmp_path / "proj.png", class_names=["a", "b", "c", "d", "e"],
                         title="m", shifted_label="shifted")

@@ -209,3 +209,17 @@ def test_compare_selection_side_by_side():
     assert (table["oracle_sel"].xs("s1", level="shift") >= table["nominal_sel"].xs("s1", level="shift")).all()
     rows = selected_rows(df, select_nominal(df))
     assert len(rows) == 2 * 2 * 3  # (method, seed) x test sets
+
+
+def test_space_for_follows_the_training_method():
+    from sparsenu.eval.hpsearch import space_for
+
+    assert set(space_for({"method": "classifier"})) == {"optim.lr", "optim.weight_decay"}
+    assert set(space_for({})) == {"optim.lr", "optim.weight_decay"}  # the ExperimentConfig default
+    assert "augment.strength" in space_for({"method": "classifier_aug"})
+    assert "dann.weight" in space_for({"method": "dann"})
+    con = space_for({"method": "contrastive", "loss": {"alpha": 0.5}})
+    assert "loss.temperature" in con and "loss.alpha" not in con  # alpha defines the method
+    assert set(space_for({"method": "resim"})) == {"optim.lr", "optim.weight_decay", "loss.temperature"}
+    with pytest.raises(ValueError, match="no default search space"):
+        space_for({"method": "nope"})

@@ -18,7 +18,7 @@ from sparsenu.models.probe import LinearProbe
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory):
     """A tiny (1 epoch) classifier checkpoint, its training file and an unlabelled copy of it."""
-    from sparsenu.config import save_yaml
+    from sparsenu.config import dump_yaml
     from sparsenu.data.formats.sparse_h5 import read_sparse, write_sparse
     from sparsenu.train import train
 
@@ -26,7 +26,7 @@ def classifier(tmp_path_factory):
     sp = _sparse_file(d / "train.h5", n_events=16)
     cfg = {"name": "t", "method": "classifier", "device": "cpu", "data": {"train": str(sp), "val": str(sp)},
            "model": {"widths": [4, 8], "depths": [1, 1]}, "optim": {"batch_size": 8, "epochs": 1}}
-    save_yaml(cfg, d / "cfg.yaml")
+    (d / "cfg.yaml").write_text(dump_yaml(cfg))
     res = train(d / "cfg.yaml", out_dir=d / "run", progress=False)
     r = read_sparse(sp)
     o = r["offsets"]

@@ -166,7 +166,7 @@ def test_training_reads_a_glob_of_shards(tmp_path):
     import torch
     from test_embed import _sparse_file
 
-    from sparsenu.config import save_yaml
+    from sparsenu.config import dump_yaml
     from sparsenu.train import train
 
     (tmp_path / "shards").mkdir()
@@ -175,9 +175,9 @@ def test_training_reads_a_glob_of_shards(tmp_path):
     cfg = {"name": "t", "method": "classifier", "device": "cpu",
            "data": {"train": str(tmp_path / "shards" / "train-*.h5"), "val": str(tmp_path / "shards" / "train-1.h5")},
            "model": {"widths": [4, 8], "depths": [1, 1]}, "optim": {"batch_size": 8, "epochs": 1}}
-    save_yaml(cfg, tmp_path / "cfg.yaml")
+    (tmp_path / "cfg.yaml").write_text(dump_yaml(cfg))
     res = train(tmp_path / "cfg.yaml", out_dir=tmp_path / "run", progress=False)
     assert torch.load(res.last_checkpoint, weights_only=True)["global_step"] == 2
-    save_yaml({**cfg, "data": {"train": str(tmp_path / "nothing-*.h5")}}, tmp_path / "bad.yaml")
+    (tmp_path / "bad.yaml").write_text(dump_yaml({**cfg, "data": {"train": str(tmp_path / "nothing-*.h5")}}))
     with pytest.raises(SparsenuError, match="no file matches .*data.train"):
         train(tmp_path / "bad.yaml", out_dir=tmp_path / "run2", progress=False)

@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_SEARCH_SPACE",
     "ALPHA_SPACE",
     "AUGMENT_STRENGTH_KEY",
+    "space_for",
     "sample_trials",
     "augment_spec",
     "apply_trial",
@@ -152,6 +153,41 @@ DEFAULT_SEARCH_SPACE: dict[str, dict[str, Distribution]] = {
 
 #: Extra dimension for a contrastive method with a free positive weight alpha in [0, 1].
 ALPHA_SPACE: dict[str, Distribution] = {"loss.alpha": uniform(0.0, 1.0)}
+
+#: Search space of each *training* method (``ExperimentConfig.method``). Every contrastive
+#: variant (simclr, supcon, the alpha sweep) shares one space: alpha is part of the method.
+#: RS3L (``resim``) takes its views from re-simulation, not from the augmentation set, so its
+#: augmentation strength is not searched.
+_TRAINING_METHOD_SPACE: dict[str, dict[str, Distribution]] = {
+    "classifier": DEFAULT_SEARCH_SPACE["classifier"],
+    "classifier_aug": DEFAULT_SEARCH_SPACE["classifier_aug"],
+    "dann": DEFAULT_SEARCH_SPACE["dann"],
+    "contrastive": DEFAULT_SEARCH_SPACE["simclr"],
+    "resim": {**_OPTIM, **_TEMP},
+}
+
+
+def space_for(train: Mapping[str, Any]) -> dict[str, Distribution]:
+    """The default search space of a method, from its merged training mapping.
+
+    Chosen by the training method (``train["method"]``, default ``classifier``): classifier
+    -> lr, weight decay; classifier_aug -> + augmentation strength; dann -> + domain-loss
+    weight; contrastive (any alpha) -> + temperature; resim -> lr, weight decay, temperature.
+
+    Parameters
+    ----------
+    train : mapping
+        ExperimentConfig keys of the method (``method`` read).
+
+    Returns
+    -------
+    dict dotted key -> distribution (a copy)
+    """
+    method = str(train.get("method", "classifier"))
+    if method not in _TRAINING_METHOD_SPACE:
+        raise ValueError(f"no default search space for training method {method!r}; "
+                         f"known: {sorted(_TRAINING_METHOD_SPACE)}")
+    return dict(_TRAINING_METHOD_SPACE[method])
 
 
 # ----------------------------------------------------------------------------- sampling

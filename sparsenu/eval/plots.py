@@ -1,7 +1,9 @@
 """Benchmark plots (matplotlib, Agg backend: no display needed).
 
 - accuracy versus each shifted detector parameter, one line per method, mean ±
-  std over seeds, the nominal value marked;
+  standard error over seeds, the nominal value marked (only numeric values: a model
+  change such as ``recombination: birks`` and multi-parameter throws have no curve);
+- accuracy versus severity level (0 = nominal .. 5) per severity axis;
 - a 2D PCA projection of frozen embeddings coloured by class, nominal detector
   next to a shifted one (the PCA is fitted on the nominal embeddings and applied
   to both, so the two panels share axes and any displacement is the detector's).
@@ -15,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_accuracy_vs_shift", "plot_projection", "PARAMETER_LABELS"]
+__all__ = ["plot_accuracy_vs_shift", "plot_accuracy_vs_severity", "plot_projection", "PARAMETER_LABELS"]
 
 #: Axis labels (with units) of DetectorConfig parameters.
 PARAMETER_LABELS = {
+    "crosstalk_scale": "optical crosstalk [x nominal leak per face]",
     "lifetime_us": "electron lifetime [us]",
     "diffusion_t_cm2_us": "transverse diffusion [cm$^2$/us]",
     "diffusion_l_cm2_us": "longitudinal diffusion [cm$^2$/us]",
@@ -46,11 +49,22 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
+def _numeric(values: pd.Series) -> pd.Series:
+    """Values as floats; non-numeric (a model name) -> NaN."""
+    return pd.to_numeric(values, errors="coerce")
+
+
+def _se(v: np.ndarray) -> float:
+    return float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+
+
 def _series(df: pd.DataFrame, method: str, parameter: str, nominal_value: float | None, metric: str):
-    """(x, mean, std) sorted by x for one method along one parameter."""
-    sub = df[(df["method"] == method) & (df["parameter"] == parameter)]
-    pts = [(float(v), g[metric].dropna().to_numpy()) for v, g in sub.groupby("value")]
-    if nominal_value is not None:
+    """(x, mean, se) sorted by x for one method along one parameter (numeric values only)."""
+    sub = df[(df["method"] == method) & (df["parameter"] == parameter)].copy()
+    sub["_x"] = _numeric(sub["value"])
+    sub = sub.dropna(subset=["_x"])
+    pts = [(float(v), g.groupby("seed")[metric].mean().dropna().to_numpy()) for v, g in sub.groupby("_x")]
+    if nominal_value is not None and isinstance(nominal_value, (int, float)) and not isinstance(nominal_value, bool):
         nom = df[(df["method"] == method) & (df["shift"] == "nominal")][metric].dropna().to_numpy()
         if len(nom):
             pts.append((float(nominal_value), nom))
@@ -58,8 +72,8 @@ def _series(df: pd.DataFrame, method: str, parameter: str, nominal_value: float 
     pts.sort(key=lambda t: t[0])
     x = np.array([p[0] for p in pts])
     mean = np.array([p[1].mean() for p in pts])
-    std = np.array([p[1].std(ddof=1) if len(p[1]) > 1 else 0.0 for p in pts])
-    return x, mean, std
+    se = np.array([_se(p[1]) for p in pts])
+    return x, mean, se
 
 
 def _draw_parameter(ax, df, parameter, methods, nominal_value, metric, chance):
@@ -69,12 +83,12 @@ def _draw_parameter(ax, df, parameter, methods, nominal_value, metric, chance):
             continue
         ax.errorbar(x, mean, yerr=std, marker="o", ms=4, capsize=3, lw=1.5, label=m, color=f"C{i}")
     if nominal_value is not None:
-        ax.axvline(float(nominal_value), color="0.5", ls="--", lw=1)
+        ax.axvline(float(nominal_value), color="0.5", ls="--", lw=1)  # callers pass numeric values only
     if chance is not None:
         ax.axhline(chance, color="0.7", ls=":", lw=1)
     if parameter in _LOG_PARAMETERS:
         ax.set_xscale("log")
-    xs = sorted(set(np.round(df.loc[df["parameter"] == parameter, "value"].dropna().astype(float), 12))
+    xs = sorted(set(np.round(_numeric(df.loc[df["parameter"] == parameter, "value"]).dropna().astype(float), 12))
                 | ({float(nominal_value)} if nominal_value is not None else set()))
     if xs:
         from matplotlib.ticker import NullFormatter
@@ -121,7 +135,10 @@ def plot_accuracy_vs_shift(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     methods = list(methods) if methods is not None else list(dict.fromkeys(df["method"]))
-    params = [p for p in dict.fromkeys(df["parameter"].dropna()) if p]
+    numeric = df[_numeric(df["value"]).notna()]
+    params = [p for p in dict.fromkeys(numeric["parameter"].dropna()) if p]
+    nominal_values = {k: v for k, v in nominal_values.items()
+                      if isinstance(v, (int, float)) and not isinstance(v, bool)}
     ylabel = metric.replace("_", " ")
     paths = []
     for p in params:
@@ -146,7 +163,7 @@ def plot_accuracy_vs_shift(
         for ax in axes[:, 0]:
             ax.set_ylabel(ylabel)
         handles, labels = axes.flat[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="upper center", ncol=len(methods), fontsize=9,
+        fig.legend(handles, labels, loc="upper center", ncol=min(len(methods), 6), fontsize=9,
                    bbox_to_anchor=(0.5, 1.0))
         fig.tight_layout(rect=(0, 0, 1, 0.94 if nrow > 1 else 0.88))
         path = out_dir / grid_name
@@ -154,6 +171,80 @@ def plot_accuracy_vs_shift(
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def plot_accuracy_vs_severity(
+    df: pd.DataFrame,
+    out_dir: str | Path,
+    methods: Sequence[str] | None = None,
+    metric: str = "accuracy",
+    chance: float | None = None,
+    name: str = "accuracy_vs_severity.png",
+) -> Path | None:
+    """Accuracy versus severity level, one panel per severity axis, one line per method.
+
+    Severity 0 is the nominal test set. Points are the mean over seeds, error bars the
+    standard error over seeds.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Results with columns method, seed, shift, kind, severity, parameter and ``metric``.
+    out_dir : path
+    methods : order of the lines
+    metric : column plotted
+    chance : float, optional
+    name : file name
+
+    Returns
+    -------
+    Path of the PNG, or None when ``df`` has no severity rows.
+    """
+    sev = df[df["kind"] == "severity"]
+    if sev.empty:
+        return None
+    plt = _plt()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    methods = list(methods) if methods is not None else list(dict.fromkeys(df["method"]))
+    axes_names = list(dict.fromkeys(sev["parameter"].dropna()))
+    ncol = min(4, len(axes_names))
+    nrow = math.ceil(len(axes_names) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.0 * nrow), squeeze=False, sharey=True)
+    nom = df[df["shift"] == "nominal"]
+    for ax, p in zip(axes.flat, axes_names):
+        for i, m in enumerate(methods):
+            pts = []
+            n0 = nom[nom["method"] == m].groupby("seed")[metric].mean().dropna().to_numpy()
+            if len(n0):
+                pts.append((0, n0))
+            sub = sev[(sev["method"] == m) & (sev["parameter"] == p)]
+            for level, g in sub.groupby("severity"):
+                pts.append((int(level), g.groupby("seed")[metric].mean().dropna().to_numpy()))
+            pts = sorted((x, v) for x, v in pts if len(v))
+            if not pts:
+                continue
+            ax.errorbar([x for x, _ in pts], [v.mean() for _, v in pts], yerr=[_se(v) for _, v in pts],
+                        marker="o", ms=3, capsize=2, lw=1.2, label=m, color=f"C{i % 10}")
+        if chance is not None:
+            ax.axhline(chance, color="0.7", ls=":", lw=1)
+        ax.set_title(PARAMETER_LABELS.get(p, p), fontsize=9)
+        ax.set_xticks(range(6))
+        ax.set_xlabel("severity (0 = nominal)")
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(axes_names):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(metric.replace("_", " "))
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=min(len(methods), 6), fontsize=8,
+               bbox_to_anchor=(0.5, 1.0))
+    legend_rows = math.ceil(len(methods) / 6)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.06 * legend_rows / max(nrow, 1) - 0.02))
+    path = out_dir / name
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return path
 
 
 def plot_projection(

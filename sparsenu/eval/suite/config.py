@@ -16,11 +16,13 @@ from pydantic import Field, model_validator
 
 from sparsenu.config import ConfigModel, load_config
 from sparsenu.errors import SparsenuError
+from sparsenu.eval.suite.options import ReportSpec, SearchSpec, SeveritySpec, TTASpec
 from sparsenu.sim import DetectorBase as DetectorConfig
 from sparsenu.sim.detectors import SimulationConfig, check_override_names
 
 __all__ = ["SuiteConfig", "SuiteDataConfig", "MethodSpec", "ShiftSpec", "TargetSpec", "SuiteEvalConfig",
-           "ResolvedShift", "load_suite", "resolve_shifts", "apply_detector"]
+           "SeveritySpec", "SearchSpec", "TTASpec", "ReportSpec", "ResolvedShift", "load_suite",
+           "resolve_shifts", "suite_shift_specs", "apply_detector"]
 
 
 class SuiteDataConfig(SimulationConfig):
@@ -155,6 +157,9 @@ class SuiteEvalConfig(ConfigModel):
     projection_shift : str or None
         Shift shown next to nominal in the 2D projection plots (default: the
         first shift).
+    keep_embeddings : bool
+        Keep the embeddings file of every test set (False: only the training, nominal
+        and projection sets; the per-event predictions are always kept).
     """
 
     knn_k: int = Field(20, ge=1)
@@ -163,6 +168,7 @@ class SuiteEvalConfig(ConfigModel):
     probe_c: float = Field(1.0, gt=0.0)
     probe_max_iter: int = Field(2000, ge=1)
     projection_shift: str | None = None
+    keep_embeddings: bool = True
 
 
 def _check_name(name: str) -> None:
@@ -184,7 +190,14 @@ class SuiteConfig(ConfigModel):
         ExperimentConfig keys shared by every method (see :class:`MethodSpec`).
     methods : dict name -> MethodSpec
     shifts : dict name -> ShiftSpec
+    severities : SeveritySpec or None
+        Generated shifts at severity levels, added to ``shifts``.
+    search : SearchSpec
+        Equal-budget hyper-parameter search (default: 1 trial, no search).
+    tta : TTASpec
+        Test-time adaptation baselines.
     eval : SuiteEvalConfig
+    report : ReportSpec
     """
 
     name: str = "benchmark"
@@ -194,7 +207,11 @@ class SuiteConfig(ConfigModel):
     train_defaults: dict[str, Any] = Field(default_factory=dict)
     methods: dict[str, MethodSpec] = Field(default_factory=dict)
     shifts: dict[str, ShiftSpec] = Field(default_factory=dict)
+    severities: SeveritySpec | None = None
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    tta: TTASpec = Field(default_factory=TTASpec)
     eval: SuiteEvalConfig = Field(default_factory=SuiteEvalConfig)
+    report: ReportSpec = Field(default_factory=ReportSpec)
 
     @model_validator(mode="after")
     def _check_suite(self) -> SuiteConfig:
@@ -208,9 +225,24 @@ class SuiteConfig(ConfigModel):
             _check_name(name)
         if "nominal" in self.shifts:
             raise ValueError("'nominal' is reserved for the unshifted test set; rename that shift")
+        names = set(suite_shift_specs(self))
+        if not names:
+            raise ValueError("no test shift: give 'shifts' or 'severities'")
         ps = self.eval.projection_shift
-        if ps is not None and ps not in self.shifts:
-            raise ValueError(f"eval.projection_shift {ps!r} is not a shift; shifts: {sorted(self.shifts)}")
+        if ps is not None and ps not in names:
+            raise ValueError(f"eval.projection_shift {ps!r} is not a shift; shifts: {sorted(names)}")
+        for b in self.tta.base:
+            if b not in self.methods:
+                raise ValueError(f"tta.base {b!r} is not a method; methods: {sorted(self.methods)}")
+        if bool(self.tta.base) != bool(self.tta.methods):
+            raise ValueError("tta needs both 'methods' (adabn, tent) and 'base' (suite methods), or neither")
+        bl = self.report.baseline
+        if bl is not None and bl not in self.methods and not any(bl == f"{b}+{t}" for b in self.tta.base
+                                                                for t in self.tta.methods):
+            raise ValueError(f"report.baseline {bl!r} is not a method; methods: {sorted(self.methods)}")
+        rows = set(self.methods) | {f"{b}+{t}" for b in self.tta.base for t in self.tta.methods}
+        if len(rows) != len(self.methods) + len(self.tta.base) * len(set(self.tta.methods)):
+            raise ValueError("a test-time adaptation row '<base>+<method>' collides with a method name")
         for n, m in self.methods.items():
             if m.use_target and self.target.n_events == 0:
                 raise ValueError(f"method '{n}' has use_target: true but target.n_events is 0")
@@ -232,14 +264,48 @@ def apply_detector(nominal: DetectorConfig, spec: _DetectorOverrides, where: str
 
 @dataclass(frozen=True)
 class ResolvedShift:
-    """A shift with its concrete detector; ``value`` is the plotted parameter's value (a
-    number, or the model name for a non-numeric parameter such as ``recombination``)."""
+    """A shift with its concrete detector.
+
+    ``parameter`` is the plotted parameter (None for a multi-parameter detector throw) and
+    ``value`` its value (a number, the model name for a non-numeric parameter such as
+    ``recombination``, or NaN for a throw). ``kind`` is ``"shift"`` (hand-written),
+    ``"severity"``, ``"model"`` or ``"throw"``; ``severity`` is 1..5 for severity levels.
+    """
 
     name: str
     detector: DetectorConfig
-    parameter: str
+    parameter: str | None
     value: float | str
     description: str
+    kind: str = "shift"
+    severity: int | None = None
+
+
+def suite_shift_specs(suite: SuiteConfig) -> dict[str, tuple[ShiftSpec, str, int | None]]:
+    """Every shift of a suite: name -> (spec, kind, severity).
+
+    The hand-written ``shifts`` first, then the expansion of ``severities``
+    (:func:`sparsenu.eval.severity.expand_severities`; validated as :class:`ShiftSpec`).
+    A generated name that is also a hand-written shift is an error.
+    """
+    out: dict[str, tuple[ShiftSpec, str, int | None]] = {n: (sp, "shift", None) for n, sp in suite.shifts.items()}
+    sv = suite.severities
+    if sv is None:
+        return out
+    from sparsenu.eval.severity import expand_severities, to_shift_specs
+
+    axes = None if sv.axes == "all" else list(sv.axes)
+    try:
+        expanded = expand_severities(axes, sv.levels, model_changes=sv.model_changes, throws=sv.throws,
+                                     seed=sv.seed, nominal=suite.data.detector)
+    except ValueError as exc:
+        raise ValueError(f"severities: {exc}") from None
+    specs = to_shift_specs(expanded)
+    for name, entry in expanded.items():
+        if name in out:
+            raise ValueError(f"severities generate shift {name!r}, which 'shifts' names too; rename it")
+        out[name] = (ShiftSpec(**specs[name]), str(entry["kind"]), entry.get("severity"))
+    return out
 
 
 def _fmt(v: Any) -> str:
@@ -249,9 +315,12 @@ def _fmt(v: Any) -> str:
 def resolve_shifts(suite: SuiteConfig, nominal: DetectorConfig, source: str = "suite") -> list[ResolvedShift]:
     """Concrete shifted :class:`DetectorConfig` of every shift of ``suite``."""
     out = []
-    for name, spec in suite.shifts.items():
+    for name, (spec, kind, severity) in suite_shift_specs(suite).items():
         det = apply_detector(nominal, spec, f"{source}: shift '{name}'")
         changed = list(spec.detector) + list(spec.scale)
+        if kind == "throw":
+            out.append(ResolvedShift(name, det, None, float("nan"), spec.label or name, kind, None))
+            continue
         param = spec.parameter or changed[0]
         value = getattr(det, param)
         desc = spec.label or ", ".join(
@@ -269,5 +338,5 @@ def resolve_shifts(suite: SuiteConfig, nominal: DetectorConfig, source: str = "s
             value = float(value)
         else:
             value = str(value)
-        out.append(ResolvedShift(name, det, param, value, desc))
+        out.append(ResolvedShift(name, det, param, value, desc, kind, severity))
     return out
