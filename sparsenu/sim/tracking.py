@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -31,6 +32,10 @@ STEP_FRACTION = 0.3
 R_END_MM = 0.2
 MOYAL_MEAN = 0.5772156649015329 + np.log(2.0)
 MOYAL_MAX = 20.0
+#: Up to this many rows, basis() and deflect() work row by row on Python floats: far cheaper than
+#: their ~60 numpy calls on the tiny arrays of a shower, and bit-identical (the same IEEE
+#: operations in the same order; the trigonometric functions are still numpy's).
+_ROWS_MAX = 8
 
 
 class SimulationCapWarning(RuntimeWarning):
@@ -74,7 +79,7 @@ class Ctx:
 
     def inside(self, p: np.ndarray) -> np.ndarray:
         """Whether points ``p`` [..., 3] (mm) are inside the tracking volume."""
-        return np.all((p >= self.vmin) & (p <= self.vmax), axis=-1)
+        return ((p >= self.vmin) & (p <= self.vmax)).all(axis=-1)
 
     def warn_cap(self, cap: str, limit: int) -> None:
         """Emit :class:`SimulationCapWarning` naming the cap and the primary."""
@@ -87,8 +92,27 @@ class Ctx:
 # ------------------------------------------------------------------------------------------
 # geometry
 # ------------------------------------------------------------------------------------------
+def _basis_row(dx: float, dy: float, dz: float) -> tuple[float, float, float, float, float, float]:
+    """:func:`basis` of one row on Python floats (the same operations in the same order)."""
+    if abs(dx) < 0.9:
+        u0, u1, u2 = 0.0, dz, -dy
+    else:
+        u0, u1, u2 = -dz, 0.0, dx
+    nrm = math.sqrt(u0 * u0 + u1 * u1 + u2 * u2)
+    u0, u1, u2 = u0 / nrm, u1 / nrm, u2 / nrm
+    return u0, u1, u2, dy * u2 - dz * u1, dz * u0 - dx * u2, dx * u1 - dy * u0
+
+
 def basis(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two unit vectors [n, 3] orthogonal to each row of ``d`` [n, 3] and to each other."""
+    if 0 < d.shape[0] <= _ROWS_MAX:
+        try:
+            rows = [_basis_row(*r) for r in d.tolist()]
+        except ZeroDivisionError:  # a null direction: numpy's inf / nan, as for many rows
+            pass
+        else:
+            uv = np.array(rows)
+            return uv[:, :3].copy(), uv[:, 3:].copy()
     dx, dy, dz = d[:, 0], d[:, 1], d[:, 2]
     use_x = np.abs(dx) < 0.9
     # u = d x e_x = (0, dz, -dy) or d x e_y = (-dz, 0, dx), normalised
@@ -106,12 +130,33 @@ def basis(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def deflect(d: np.ndarray, theta: np.ndarray, phi: np.ndarray) -> np.ndarray:
     """Rotate unit vectors ``d`` [n, 3] by polar angles ``theta`` [n] and azimuths ``phi`` [n]."""
+    if 0 < d.shape[0] <= _ROWS_MAX:
+        try:
+            return _deflect_rows(d, theta, phi)
+        except ZeroDivisionError:
+            pass
     u, v = basis(d)
     st = np.sin(theta)
     out = np.cos(theta)[:, None] * d + (st * np.cos(phi))[:, None] * u \
         + (st * np.sin(phi))[:, None] * v
     out /= np.sqrt(out[:, 0] ** 2 + out[:, 1] ** 2 + out[:, 2] ** 2)[:, None]
     return out
+
+
+def _deflect_rows(d: np.ndarray, theta: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """:func:`deflect` row by row on Python floats (numpy's sin / cos, then the same IEEE
+    operations in the same order: bit-identical)."""
+    rows = []
+    for (dx, dy, dz), ct, st, cp, sp in zip(d.tolist(), np.cos(theta).tolist(), np.sin(theta).tolist(),
+                                            np.cos(phi).tolist(), np.sin(phi).tolist()):
+        u0, u1, u2, v0, v1, v2 = _basis_row(dx, dy, dz)
+        a, b = st * cp, st * sp
+        o0 = ct * dx + a * u0 + b * v0
+        o1 = ct * dy + a * u1 + b * v1
+        o2 = ct * dz + a * u2 + b * v2
+        nrm = math.sqrt(o0 * o0 + o1 * o1 + o2 * o2)
+        rows.append((o0 / nrm, o1 / nrm, o2 / nrm))
+    return np.array(rows)
 
 
 def highland(step_mm: np.ndarray, t_mev: np.ndarray, mass: np.ndarray, x0_mm: float,
@@ -166,10 +211,15 @@ def track(ctx: Ctx, pos0, dir0, t0, species, pdg, tid, r_stop):
     """
     rng, mat = ctx.rng, ctx.material
     k = t0.shape[0]
-    r0 = np.empty(k)
-    for sp in np.unique(species):
-        m = species == sp
-        r0[m] = range_table(int(sp), mat).range_mm(t0[m])
+    sp0 = int(species[0]) if k else 0
+    one_species = bool((species == sp0).all())  # the usual case (e.g. a shower's electrons)
+    if one_species:
+        r0 = range_table(sp0, mat).range_mm(t0)
+    else:
+        r0 = np.empty(k)
+        for sp in np.unique(species):
+            m = species == sp
+            r0[m] = range_table(int(sp), mat).range_mm(t0[m])
     s, f = STEP_MAX_MM, STEP_FRACTION
     q = 1.0 - f
     r_sw = s / f
@@ -194,17 +244,23 @@ def track(ctx: Ctx, pos0, dir0, t0, species, pdg, tid, r_stop):
     contained = np.ones(k, dtype=bool)
     if n == 0:
         return end_pos, end_dir, contained
-    sp_step = species[g]
-    ts = np.empty(n)
-    te = np.empty(n)
-    for sp in np.unique(sp_step):
-        m = sp_step == sp
-        tab = range_table(int(sp), mat)
-        ts[m] = tab.kinetic_mev(rs[m])
-        te[m] = tab.kinetic_mev(re[m])
+    if one_species:
+        tab = range_table(sp0, mat)
+        ts = tab.kinetic_mev(rs)
+        te = tab.kinetic_mev(re)
+        mass = np.full(n, SPECIES_MASS[sp0])
+    else:
+        sp_step = species[g]
+        ts = np.empty(n)
+        te = np.empty(n)
+        for sp in np.unique(sp_step):
+            m = sp_step == sp
+            tab = range_table(int(sp), mat)
+            ts[m] = tab.kinetic_mev(rs[m])
+            te[m] = tab.kinetic_mev(re[m])
+        mass = SPECIES_MASS[sp_step]
     step = rs - re
     de_mean = np.maximum(ts - te, 0.0)
-    mass = SPECIES_MASS[sp_step]
     gam = 1.0 + ts / mass
     beta2 = np.maximum(1.0 - 1.0 / (gam * gam), 1e-6)
     # Landau-like straggling (Moyal), renormalised per track to the CSDA loss
@@ -220,8 +276,10 @@ def track(ctx: Ctx, pos0, dir0, t0, species, pdg, tid, r_stop):
     first = np.repeat(starts, counts)
     x0 = mat.x0_mm
     theta0 = highland(step, ts, mass, x0, np.clip(rs, step, x0))
-    ang = theta0[:, None] * rng.standard_normal((n, 2))
-    ang = np.roll(ang, 1, axis=0)  # the deflection of step i acts on step i + 1
+    raw = theta0[:, None] * rng.standard_normal((n, 2))
+    ang = np.empty_like(raw)  # the deflection of step i acts on step i + 1 (np.roll by one)
+    ang[1:] = raw[:-1]
+    ang[0] = raw[-1]
     ang[starts[counts > 0]] = 0.0
     cang = _group_cumsum(ang, first)
     u, v = basis(dir0)
@@ -233,13 +291,16 @@ def track(ctx: Ctx, pos0, dir0, t0, species, pdg, tid, r_stop):
     end = pos0[g] + _group_cumsum(disp, first)
     start = end - disp
     outside = ~ctx.inside(end)
-    if np.any(outside):
+    if np.count_nonzero(outside):
         keep = _group_cumsum(outside.astype(np.int64), first) == 0
         contained = np.bincount(g, outside, minlength=k) == 0
         start, end, de, step, d, g = start[keep], end[keep], de[keep], step[keep], d[keep], g[keep]
         n = g.shape[0]
     if n:
-        last = np.flatnonzero(np.r_[g[1:] != g[:-1], True])
+        is_last = np.empty(n, dtype=bool)
+        np.not_equal(g[1:], g[:-1], out=is_last[:-1])
+        is_last[-1] = True
+        last = is_last.nonzero()[0]
         end_pos[g[last]] = end[last]
         end_dir[g[last]] = d[last]
         ctx.segs.append((start, end, de, de / np.maximum(step, 1e-6) * 10.0, tid[g], pdg[g]))
@@ -254,19 +315,24 @@ def straight(ctx: Ctx, p0, d0, length, de_tot, tid, pdg):
     """
     n_piece = np.maximum(np.ceil(length / STEP_MAX_MM), 1).astype(np.int64)
     g = np.repeat(np.arange(length.shape[0]), n_piece)
-    starts = np.cumsum(n_piece) - n_piece
+    csum = np.cumsum(n_piece)
+    starts = csum - n_piece
     j = np.arange(g.shape[0]) - starts[g]
-    frac0 = j / n_piece[g]
-    frac1 = (j + 1) / n_piece[g]
+    npg = n_piece[g]
+    frac0 = j / npg
+    frac1 = (j + 1) / npg
     seg_len = (length / n_piece)[g]
-    s = p0[g] + d0[g] * (frac0 * length[g])[:, None]
-    e = p0[g] + d0[g] * (frac1 * length[g])[:, None]
+    pg, dg, lg = p0.take(g, 0), d0.take(g, 0), length[g]
+    s = pg + dg * (frac0 * lg)[:, None]
+    e = pg + dg * (frac1 * lg)[:, None]
     de = (de_tot / n_piece)[g]
-    out = ~ctx.inside(e)
-    if np.any(out):
+    ins_e = ctx.inside(e)
+    # the last piece ends at frac1 = 1, i.e. at p0 + d0 * length (1.0 * x == x)
+    ins_end = ins_e[csum - 1]
+    if np.count_nonzero(ins_e) != ins_e.shape[0]:
         first = np.repeat(starts, n_piece)
-        keep = _group_cumsum(out.astype(np.int64), first) == 0
+        keep = _group_cumsum((~ins_e).astype(np.int64), first) == 0
         s, e, de, seg_len, g = s[keep], e[keep], de[keep], seg_len[keep], g[keep]
     ctx.segs.append((s, e, de, de / np.maximum(seg_len, 1e-6) * 10.0, tid[g], pdg[g]))
     end = p0 + d0 * length[:, None]
-    return end, ctx.inside(end)
+    return end, ins_end
