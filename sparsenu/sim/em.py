@@ -40,7 +40,7 @@ import numpy as np
 from sparsenu.sim import constants as C
 from sparsenu.sim.material import AVOGADRO, LIQUID_ARGON, Material, load_csv
 from sparsenu.sim.primaries import isotropic_directions
-from sparsenu.sim.stopping import range_table
+from sparsenu.sim.stopping import RangeTable, range_table
 from sparsenu.sim.tracking import Ctx, deflect, highland, straight, track
 
 __all__ = ["PhotonCrossSections", "photon_cross_sections", "photon_mfp_mm", "shower",
@@ -59,6 +59,13 @@ EM_MAX_GENERATIONS = 400
 
 _ME = C.ME_MEV
 _BARN_CM2 = 1.0e-24
+_TWO_PI = 2 * np.pi
+_PAIR_PDG = np.array([11, -11])
+
+
+def _azimuths(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``rng.uniform(0, 2 pi, n)``, bit for bit (``0 + 2 pi u`` with the same draws), cheaper."""
+    return rng.random(n) * _TWO_PI
 
 
 class PhotonCrossSections:
@@ -93,8 +100,12 @@ class PhotonCrossSections:
 
     def coefficients(self, energy_mev: np.ndarray) -> np.ndarray:
         """Partial coefficients [3, n] (pair, Compton, photoelectric; mm^-1), log-log interp."""
-        le = np.log(np.clip(energy_mev, 1.0e-2, 1.0e5))
-        out = np.exp(np.stack([np.interp(le, self.log_e, lm) for lm in self._log_mu]))
+        # np.minimum(np.maximum()) is np.clip (NaN included), without its Python overhead
+        le = np.log(np.minimum(np.maximum(energy_mev, 1.0e-2), 1.0e5))
+        log_mu = np.empty((len(self._log_mu), le.shape[0]))
+        for i, lm in enumerate(self._log_mu):
+            log_mu[i] = np.interp(le, self.log_e, lm)
+        out = np.exp(log_mu)
         out[0] = np.where(energy_mev > 2.0 * _ME, out[0], 0.0)
         return out
 
@@ -128,27 +139,39 @@ def brems_photons_per_x0(yc: float) -> float:
 
 def _sample_brems_y(rng: np.random.Generator, n: int, yc: float) -> np.ndarray:
     """y in [yc, 1] from (4/3 - 4/3 y + y^2) / y: y = yc^u, accepted with 1 - y + 3/4 y^2."""
+    cand = yc ** rng.random(n)
+    ok = rng.random(n) < 1.0 - cand + 0.75 * cand * cand
+    if np.count_nonzero(ok) == n:  # all accepted at the first try
+        return cand
     y = np.empty(n)
     todo = np.arange(n)
-    while todo.size:
-        cand = yc ** rng.random(todo.size)
-        ok = rng.random(todo.size) < 1.0 - cand + 0.75 * cand * cand
+    while True:
         y[todo[ok]] = cand[ok]
         todo = todo[~ok]
-    return y
+        if not todo.size:
+            return y
+        cand = yc ** rng.random(todo.size)
+        ok = rng.random(todo.size) < 1.0 - cand + 0.75 * cand * cand
 
 
 def _sample_pair_y(rng: np.random.Generator, e: np.ndarray) -> np.ndarray:
     """Electron energy fraction from 1 - 4/3 y (1 - y) on [m_e / E, 1 - m_e / E]."""
     lo = np.minimum(_ME / e, 0.5)
-    y = np.empty(e.shape[0])
-    todo = np.arange(e.shape[0])
-    while todo.size:
-        cand = lo[todo] + (1.0 - 2.0 * lo[todo]) * rng.random(todo.size)
-        ok = rng.random(todo.size) < 1.0 - 4.0 / 3.0 * cand * (1.0 - cand)
+    n = e.shape[0]
+    cand = lo + (1.0 - 2.0 * lo) * rng.random(n)
+    ok = rng.random(n) < 1.0 - 4.0 / 3.0 * cand * (1.0 - cand)
+    if np.count_nonzero(ok) == n:  # all accepted at the first try
+        return cand
+    y = np.empty(n)
+    todo = np.arange(n)
+    while True:
         y[todo[ok]] = cand[ok]
         todo = todo[~ok]
-    return y
+        if not todo.size:
+            return y
+        lt = lo[todo]
+        cand = lt + (1.0 - 2.0 * lt) * rng.random(todo.size)
+        ok = rng.random(todo.size) < 1.0 - 4.0 / 3.0 * cand * (1.0 - cand)
 
 
 def _sample_compton(rng: np.random.Generator, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -157,21 +180,30 @@ def _sample_compton(rng: np.random.Generator, e: np.ndarray) -> tuple[np.ndarray
     eps0 = 1.0 / (1.0 + 2.0 * k)
     a1 = -np.log(eps0)
     a2 = 0.5 * (1.0 - eps0 * eps0)
-    eps = np.empty(e.shape[0])
-    cost = np.empty(e.shape[0])
-    todo = np.arange(e.shape[0])
-    while todo.size:
-        r1, r2, r3 = rng.random((3, todo.size))
-        e0, b1, b2, kk = eps0[todo], a1[todo], a2[todo], k[todo]
+    n = e.shape[0]
+    e0, b1, b2, kk = eps0, a1, a2, k
+    todo: np.ndarray | None = None  # None: every row (first try)
+    eps = cost = np.empty(0)
+    while True:
+        m = n if todo is None else todo.size
+        r1, r2, r3 = rng.random((3, m))
         first = b1 / (b1 + b2) > r1
         ep = np.where(first, np.exp(-b1 * r2), np.sqrt(e0 * e0 + (1.0 - e0 * e0) * r2))
         onecost = (1.0 - ep) / (ep * kk)
         sint2 = onecost * (2.0 - onecost)
         ok = 1.0 - ep * sint2 / (1.0 + ep * ep) >= r3
-        eps[todo[ok]] = ep[ok]
-        cost[todo[ok]] = 1.0 - onecost[ok]
+        if todo is None:
+            if np.count_nonzero(ok) == n:  # all accepted at the first try
+                return ep, 1.0 - onecost
+            todo = np.arange(n)
+            eps, cost = np.empty(n), np.empty(n)
+        sel = todo[ok]
+        eps[sel] = ep[ok]
+        cost[sel] = 1.0 - onecost[ok]
         todo = todo[~ok]
-    return eps, cost
+        if not todo.size:
+            return eps, cost
+        e0, b1, b2, kk = eps0[todo], a1[todo], a2[todo], k[todo]
 
 
 # ------------------------------------------------------------------------------------------
@@ -182,89 +214,125 @@ def _photons(ctx: Ctx, p, d, e, t, nxt: list, term: list) -> None:
     rng = ctx.rng
     mu = photon_cross_sections(ctx.material).coefficients(e)
     tot = mu.sum(axis=0)
-    cp = p + d * (rng.exponential(1.0, e.shape[0]) / tot)[:, None]
+    # standard_exponential(n) is exponential(1.0, n) (1.0 * x) with the same draws
+    cp = p + d * (rng.standard_exponential(e.shape[0]) / tot)[:, None]
     ins = ctx.inside(cp)
-    cp, d, e, t, mu, tot = cp[ins], d[ins], e[ins], t[ins], mu[:, ins], tot[ins]
-    n = e.shape[0]
+    n = np.count_nonzero(ins)
     if n == 0:
         return
+    if n != ins.shape[0]:
+        i = ins.nonzero()[0]
+        cp, d, e, t, mu, tot = cp.take(i, 0), d.take(i, 0), e[i], t[i], mu[:, i], tot[i]
     u = rng.random(n) * tot
     low = e < PHOTON_CUT_MEV
     is_pair = (u < mu[0]) & ~low
     is_comp = (u >= mu[0]) & (u < mu[0] + mu[1]) & ~low
     is_abs = ~(is_pair | is_comp)
-    if np.any(is_abs):  # photoelectric (and photons below the cut): one electron
-        m = is_abs
-        term.append((cp[m], d[m], e[m], np.full(int(m.sum()), 11), ctx.new_ids(int(m.sum()))))
-    if np.any(is_pair):
-        m = is_pair
-        nn = int(m.sum())
-        pe, pd = e[m], d[m]
+    n_abs = np.count_nonzero(is_abs)
+    if n_abs:  # photoelectric (and photons below the cut): one electron
+        if n_abs == n:
+            term.append((cp, d, e, np.full(n, 11), ctx.new_ids(n)))
+            return
+        i = is_abs.nonzero()[0]
+        term.append((cp.take(i, 0), d.take(i, 0), e[i], np.full(n_abs, 11), ctx.new_ids(n_abs)))
+    nn = np.count_nonzero(is_pair)
+    if nn:
+        i = is_pair.nonzero()[0]
+        pe, pd, pp = e[i], d.take(i, 0), cp.take(i, 0)
         y = _sample_pair_y(rng, pe)
         t1 = (pe - 2 * _ME) * y
         t2 = (pe - 2 * _ME) - t1
-        phi = rng.uniform(0, 2 * np.pi, nn)
+        phi = _azimuths(rng, nn)
         d1 = deflect(pd, _ME / (t1 + _ME), phi)
         d2 = deflect(pd, _ME / (t2 + _ME), phi + np.pi)
-        nxt.append((np.concatenate([cp[m], cp[m]]), np.concatenate([d1, d2]),
-                    np.concatenate([t1, t2]), np.concatenate([np.full(nn, 11), np.full(nn, -11)]),
-                    ctx.new_ids(2 * nn)))
-    if np.any(is_comp):
-        m = is_comp
-        nn = int(m.sum())
-        ce, cd = e[m], d[m]
+        nxt.append((np.concatenate([pp, pp]), np.concatenate([d1, d2]),
+                    np.concatenate([t1, t2]), np.repeat(_PAIR_PDG, nn), ctx.new_ids(2 * nn)))
+    nn = np.count_nonzero(is_comp)
+    if nn:
+        i = is_comp.nonzero()[0]
+        ce, cd = e[i], d.take(i, 0)
         eps, cost = _sample_compton(rng, ce)
-        dg = deflect(cd, np.arccos(np.clip(cost, -1.0, 1.0)), rng.uniform(0, 2 * np.pi, nn))
+        dg = deflect(cd, np.arccos(np.minimum(np.maximum(cost, -1.0), 1.0)), _azimuths(rng, nn))
         pel = ce[:, None] * cd - (eps * ce)[:, None] * dg  # electron momentum (MeV/c)
-        de_ = pel / np.maximum(np.linalg.norm(pel, axis=1, keepdims=True), 1e-12)
-        term.append((cp[m], de_, ce * (1.0 - eps), np.full(nn, 11), ctx.new_ids(nn)))
-        nxt.append((cp[m], dg, ce * eps, np.full(nn, 22), t[m]))
+        # np.linalg.norm(pel, axis=1, keepdims=True) as it computes it, without its overhead
+        norm = np.sqrt(np.add.reduce(pel * pel, axis=(1,), keepdims=True))
+        de_ = pel / np.maximum(norm, 1e-12)
+        pc = cp.take(i, 0)
+        term.append((pc, de_, ce * (1.0 - eps), np.full(nn, 11), ctx.new_ids(nn)))
+        nxt.append((pc, dg, ce * eps, np.full(nn, 22), t[i]))
 
 
-def _electrons(ctx: Ctx, p, d, e, pg, t, nxt: list, term: list) -> None:
-    """Up to ``ELECTRON_SUBSTEPS`` bremsstrahlung emissions of electrons above BREMS_MIN_MEV."""
-    rng, mat = ctx.rng, ctx.material
+@cache
+def _electron_constants(mat: Material) -> tuple[RangeTable, float, float, float, float]:
+    """Electron range table, X0 (mm), range at BREMS_MIN_MEV (mm), mean free path between
+    discrete emissions (mm) and the soft-photon energy fraction per mm."""
     etab = range_table(0, mat)
     x0 = mat.x0_mm
     r_min = float(etab.range_mm(np.array([BREMS_MIN_MEV]))[0])
     lam = x0 / brems_photons_per_x0(BREMS_YCUT)
     soft = _soft_fraction(BREMS_YCUT) / x0
+    return etab, x0, r_min, lam, soft
+
+
+def _electrons(ctx: Ctx, p, d, e, pg, t, nxt: list, term: list) -> None:
+    """Up to ``ELECTRON_SUBSTEPS`` bremsstrahlung emissions of electrons above BREMS_MIN_MEV."""
+    rng = ctx.rng
+    etab, x0, r_min, lam, soft = _electron_constants(ctx.material)
     for _ in range(ELECTRON_SUBSTEPS):
-        if e.shape[0] == 0:
+        n = e.shape[0]
+        if n == 0:
             return
-        dist = rng.exponential(lam, e.shape[0])
+        dist = rng.exponential(lam, n)
         r = etab.range_mm(e)
         stop = r - dist <= r_min
-        if np.any(stop):  # would fall below BREMS_MIN_MEV before radiating: track it
-            term.append((p[stop], d[stop], e[stop], pg[stop], t[stop]))
-            go = ~stop
-            p, d, e, pg, t, dist, r = p[go], d[go], e[go], pg[go], t[go], dist[go], r[go]
-            if e.shape[0] == 0:
+        n_stop = np.count_nonzero(stop)
+        if n_stop:  # would fall below BREMS_MIN_MEV before radiating: track it
+            if n_stop == n:
+                term.append((p, d, e, pg, t))
                 return
+            i = stop.nonzero()[0]
+            term.append((p.take(i, 0), d.take(i, 0), e[i], pg[i], t[i]))
+            i = (~stop).nonzero()[0]
+            p, d, e, pg, t, dist, r = p.take(i, 0), d.take(i, 0), e[i], pg[i], t[i], dist[i], r[i]
         e_ion = etab.kinetic_mev(r - dist)
         k_soft = np.minimum(e * soft * dist, 0.5 * e_ion)
         end, ins = straight(ctx, p, d, dist, e - e_ion, t, pg)
-        end, d, e_ion, pg, t, dist, k_soft = (end[ins], d[ins], e_ion[ins], pg[ins], t[ins],
-                                              dist[ins], k_soft[ins])
-        nn = e_ion.shape[0]
+        nn = np.count_nonzero(ins)
         if nn == 0:
             return
+        if nn != ins.shape[0]:
+            i = ins.nonzero()[0]
+            end, d, e_ion, pg, t, dist, k_soft = (end.take(i, 0), d.take(i, 0), e_ion[i], pg[i], t[i],
+                                                  dist[i], k_soft[i])
         e_after = e_ion - k_soft
         k = e_after * _sample_brems_y(rng, nn, BREMS_YCUT)
-        dg = deflect(d, _ME / (e_after + _ME), rng.uniform(0, 2 * np.pi, nn))
+        dg = deflect(d, _ME / (e_after + _ME), _azimuths(rng, nn))
         # the soft photons radiated over the step travel with the discrete one
         nxt.append((end, dg, k + k_soft, np.full(nn, 22), ctx.new_ids(nn)))
         # space angle of two projected Gaussians of rms theta0: Rayleigh(theta0)
-        th = highland(dist, e_after, np.full(nn, _ME), x0)
+        th = highland(dist, e_after, _ME, x0)
         th = th * np.sqrt(-2.0 * np.log(1.0 - rng.random(nn)))
-        d = deflect(d, th, rng.uniform(0, 2 * np.pi, nn))
+        d = deflect(d, th, _azimuths(rng, nn))
         p, e = end, e_after - k
         low = e < BREMS_MIN_MEV
-        if np.any(low):
-            term.append((p[low], d[low], e[low], pg[low], t[low]))
-            p, d, e, pg, t = p[~low], d[~low], e[~low], pg[~low], t[~low]
+        n_low = np.count_nonzero(low)
+        if n_low:
+            if n_low == nn:
+                term.append((p, d, e, pg, t))
+                return
+            i = low.nonzero()[0]
+            term.append((p.take(i, 0), d.take(i, 0), e[i], pg[i], t[i]))
+            i = (~low).nonzero()[0]
+            p, d, e, pg, t = p.take(i, 0), d.take(i, 0), e[i], pg[i], t[i]
     if e.shape[0]:
         nxt.append((p, d, e, pg, t))
+
+
+def _concat(parts: list[tuple]) -> tuple:
+    """Concatenate a list of same-layout tuples of arrays field by field."""
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(np.concatenate(c) for c in zip(*parts))
 
 
 def shower(ctx: Ctx, pos, dirs, energy, pdg, tid) -> None:
@@ -287,32 +355,45 @@ def shower(ctx: Ctx, pos, dirs, energy, pdg, tid) -> None:
         if energy.shape[0] == 0:
             break
         nxt: list[tuple] = []
+        n = energy.shape[0]
         gam = pdg == 22
-        if np.any(gam):
-            _photons(ctx, pos[gam], dirs[gam], energy[gam], tid[gam], nxt, term)
-        lep = ~gam
-        if np.any(lep):
+        n_gam = np.count_nonzero(gam)
+        if n_gam == n:
+            _photons(ctx, pos, dirs, energy, tid, nxt, term)
+        else:
+            if n_gam:
+                i = gam.nonzero()[0]
+                _photons(ctx, pos.take(i, 0), dirs.take(i, 0), energy[i], tid[i], nxt, term)
+            lep = ~gam
             low = lep & (energy < BREMS_MIN_MEV)
-            if np.any(low):
-                term.append((pos[low], dirs[low], energy[low], pdg[low], tid[low]))
+            if np.count_nonzero(low):
+                i = low.nonzero()[0]
+                term.append((pos.take(i, 0), dirs.take(i, 0), energy[i], pdg[i], tid[i]))
             hi = lep & ~low
-            if np.any(hi):
-                _electrons(ctx, pos[hi], dirs[hi], energy[hi], pdg[hi], tid[hi], nxt, term)
+            n_hi = np.count_nonzero(hi)
+            if n_hi == n:
+                _electrons(ctx, pos, dirs, energy, pdg, tid, nxt, term)
+            elif n_hi:
+                i = hi.nonzero()[0]
+                _electrons(ctx, pos.take(i, 0), dirs.take(i, 0), energy[i], pdg[i], tid[i], nxt, term)
         if not nxt:
             energy = np.zeros(0)
             break
-        pos, dirs, energy, pdg, tid = (np.concatenate([x[i] for x in nxt]) for i in range(5))
+        pos, dirs, energy, pdg, tid = _concat(nxt)
     else:
         if energy.shape[0]:
             ctx.warn_cap("the electromagnetic generation loop (em.EM_MAX_GENERATIONS)",
                          EM_MAX_GENERATIONS)
     if not term:
         return
-    tp, td, te, tg, tt = (np.concatenate([x[i] for x in term]) for i in range(5))
+    tp, td, te, tg, tt = _concat(term)
     ok = te > 1e-3
-    if not np.any(ok):
+    n_ok = np.count_nonzero(ok)
+    if not n_ok:
         return
-    tp, td, te, tg, tt = tp[ok], td[ok], te[ok], tg[ok], tt[ok]
+    if n_ok != te.shape[0]:
+        i = ok.nonzero()[0]
+        tp, td, te, tg, tt = tp.take(i, 0), td.take(i, 0), te[i], tg[i], tt[i]
     n = te.shape[0]
     end, _, contained = track(ctx, tp, td, te, np.zeros(n, np.int64), tg, tt, np.zeros(n))
     pos_ann = (tg == -11) & contained

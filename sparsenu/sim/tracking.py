@@ -159,7 +159,7 @@ def _deflect_rows(d: np.ndarray, theta: np.ndarray, phi: np.ndarray) -> np.ndarr
     return np.array(rows)
 
 
-def highland(step_mm: np.ndarray, t_mev: np.ndarray, mass: np.ndarray, x0_mm: float,
+def highland(step_mm: np.ndarray, t_mev: np.ndarray, mass: np.ndarray | float, x0_mm: float,
              log_len_mm: np.ndarray | None = None) -> np.ndarray:
     """Highland plane-projected rms angle (rad), PDG eq. 34.16, charge 1.
 
