@@ -103,9 +103,9 @@ class RangeTable:
         tt = np.maximum(t, 1e-300)
         out = np.exp(np.interp(np.log(tt), self.logt, self.logr))
         low = t < self.t_lo
-        if np.any(low):
+        if np.count_nonzero(low):
             out = np.where(low, self.r_lo * (tt / self.t_lo) ** self.BK_EXP, out)
-        return np.where(t > 0, out, 0.0)
+        return _zero_unless_positive(t, out)
 
     def kinetic_mev(self, r: np.ndarray) -> np.ndarray:
         """Kinetic energy (MeV) with residual range ``r`` (mm)."""
@@ -113,13 +113,21 @@ class RangeTable:
         rr = np.maximum(r, 1e-300)
         out = np.exp(np.interp(np.log(rr), self.logr, self.logt))
         low = r < self.r_lo
-        if np.any(low):
+        if np.count_nonzero(low):
             out = np.where(low, self.t_lo * (rr / self.r_lo) ** (1.0 / self.BK_EXP), out)
-        return np.where(r > 0, out, 0.0)
+        return _zero_unless_positive(r, out)
 
     def dedx_mev_mm(self, t: np.ndarray) -> np.ndarray:
         """Mean stopping power (MeV/mm) at kinetic energy ``t`` (MeV)."""
         return np.exp(np.interp(np.log(np.maximum(t, 1e-300)), self.logt, self.logs))
+
+
+def _zero_unless_positive(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``np.where(x > 0, out, 0.0)``; ``out`` itself (a fresh 1-D array) when every ``x > 0``."""
+    pos = x > 0
+    if pos.ndim == 1 and np.count_nonzero(pos) == pos.shape[0]:
+        return out
+    return np.where(pos, out, 0.0)
 
 
 @cache

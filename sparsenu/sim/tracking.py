@@ -275,7 +275,7 @@ def track(ctx: Ctx, pos0, dir0, t0, species, pdg, tid, r_stop):
     counts, starts = _group_starts(g, k)
     first = np.repeat(starts, counts)
     x0 = mat.x0_mm
-    theta0 = highland(step, ts, mass, x0, np.clip(rs, step, x0))
+    theta0 = highland(step, ts, mass, x0, np.minimum(np.maximum(rs, step), x0))  # np.clip
     raw = theta0[:, None] * rng.standard_normal((n, 2))
     ang = np.empty_like(raw)  # the deflection of step i acts on step i + 1 (np.roll by one)
     ang[1:] = raw[:-1]
