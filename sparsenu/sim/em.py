@@ -40,7 +40,7 @@ import numpy as np
 from sparsenu.sim import constants as C
 from sparsenu.sim.material import AVOGADRO, LIQUID_ARGON, Material, load_csv
 from sparsenu.sim.primaries import isotropic_directions
-from sparsenu.sim.stopping import RangeTable, range_table
+from sparsenu.sim.stopping import RangeTable, interp_real, range_table
 from sparsenu.sim.tracking import Ctx, deflect, highland, straight, track
 
 __all__ = ["PhotonCrossSections", "photon_cross_sections", "photon_mfp_mm", "shower",
@@ -104,7 +104,7 @@ class PhotonCrossSections:
         le = np.log(np.minimum(np.maximum(energy_mev, 1.0e-2), 1.0e5))
         log_mu = np.empty((len(self._log_mu), le.shape[0]))
         for i, lm in enumerate(self._log_mu):
-            log_mu[i] = np.interp(le, self.log_e, lm)
+            log_mu[i] = interp_real(le, self.log_e, lm)
         out = np.exp(log_mu)
         out[0] = np.where(energy_mev > 2.0 * _ME, out[0], 0.0)
         return out

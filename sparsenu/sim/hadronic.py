@@ -209,7 +209,7 @@ def sample_interactions(rng: np.random.Generator, pdg: np.ndarray, t0: np.ndarra
         r0 = it.tab.range_mm(t0[m])
         lam0 = np.asarray(np.interp(r0, it.r, it.lam_tot))
         hit = u[m] < lam0
-        if not np.any(hit):
+        if not np.count_nonzero(hit):
             continue
         ri = np.asarray(np.interp(lam0[hit] - u[m][hit], it.lam_tot, it.r))
         idx = m[hit]

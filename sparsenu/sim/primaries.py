@@ -82,7 +82,11 @@ def isotropic_directions(rng: np.random.Generator, n: int) -> np.ndarray:
     cos_t = rng.uniform(-1.0, 1.0, n)
     phi = rng.uniform(0.0, 2.0 * np.pi, n)
     sin_t = np.sqrt(np.maximum(0.0, 1.0 - cos_t * cos_t))
-    return np.stack([sin_t * np.cos(phi), sin_t * np.sin(phi), cos_t], axis=1)
+    out = np.empty((n, 3))  # np.stack(..., axis=1) without its overhead
+    out[:, 0] = sin_t * np.cos(phi)
+    out[:, 1] = sin_t * np.sin(phi)
+    out[:, 2] = cos_t
+    return out
 
 
 def generate_primary(label: int, sim: SimConfig, seed: int) -> Primary:

@@ -24,6 +24,17 @@ __all__ = [
     "kinetic_from_range", "critical_energy_mev", "moliere_radius_mm",
 ]
 
+try:  # what np.interp calls for real-valued tables, without its Python-level checks (hot path)
+    from numpy._core.multiarray import interp as _interp_real
+except ImportError:  # pragma: no cover - other numpy layouts
+    _interp_real = np.interp
+
+
+def interp_real(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """``np.interp(x, xp, fp)`` for float64 ``xp`` / ``fp`` (bit-identical: the same compiled routine)."""
+    return _interp_real(x, xp, fp, None, None)
+
+
 #: Species index -> mass (MeV): 0 electron, 1 muon, 2 charged pion, 3 proton.
 SPECIES_MASS = np.array([C.MASS_MEV[11], C.MASS_MEV[13], C.MASS_MEV[211], C.MASS_MEV[2212]])
 _SPECIES_OF = {11: 0, 13: 1, 211: 2, 2212: 3}
@@ -101,7 +112,7 @@ class RangeTable:
         """CSDA range (mm) at kinetic energy ``t`` (MeV)."""
         t = np.asarray(t, dtype=np.float64)
         tt = np.maximum(t, 1e-300)
-        out = np.exp(np.interp(np.log(tt), self.logt, self.logr))
+        out = np.exp(interp_real(np.log(tt), self.logt, self.logr))
         low = t < self.t_lo
         if np.count_nonzero(low):
             out = np.where(low, self.r_lo * (tt / self.t_lo) ** self.BK_EXP, out)
@@ -111,7 +122,7 @@ class RangeTable:
         """Kinetic energy (MeV) with residual range ``r`` (mm)."""
         r = np.asarray(r, dtype=np.float64)
         rr = np.maximum(r, 1e-300)
-        out = np.exp(np.interp(np.log(rr), self.logr, self.logt))
+        out = np.exp(interp_real(np.log(rr), self.logr, self.logt))
         low = r < self.r_lo
         if np.count_nonzero(low):
             out = np.where(low, self.t_lo * (rr / self.r_lo) ** (1.0 / self.BK_EXP), out)

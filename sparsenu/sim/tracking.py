@@ -177,13 +177,13 @@ def highland(step_mm: np.ndarray, t_mev: np.ndarray, mass: np.ndarray | float, x
 
 def _group_starts(g: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     counts = np.bincount(g, minlength=k)
-    return counts, np.cumsum(counts) - counts
+    return counts, counts.cumsum() - counts
 
 
 def _group_cumsum(x: np.ndarray, first: np.ndarray) -> np.ndarray:
     """Cumulative sum of ``x`` along axis 0 restarting at each group (``first`` = index of the
     first element of each element's group)."""
-    cs = np.cumsum(x, axis=0)
+    cs = x.cumsum(axis=0)
     return cs - (cs[first] - x[first])
 
 
@@ -229,7 +229,7 @@ def track(ctx: Ctx, pos0, dir0, t0, species, pdg, tid, r_stop):
                                              / -np.log(q)), 0).astype(np.int64)
     n_b = n_lin + n_geo + 2
     gidx = np.repeat(np.arange(k), n_b)
-    bstart = np.cumsum(n_b) - n_b
+    bstart = n_b.cumsum() - n_b
     j = np.arange(gidx.shape[0]) - bstart[gidx]
     nl = n_lin[gidx]
     bnd = np.where(j < nl, r0[gidx] - s * j, r_a[gidx] * q ** np.maximum(j - nl, 0))
@@ -241,7 +241,7 @@ def track(ctx: Ctx, pos0, dir0, t0, species, pdg, tid, r_stop):
     n = rs.shape[0]
     end_pos = pos0.copy()
     end_dir = dir0.copy()
-    contained = np.ones(k, dtype=bool)
+    contained = np.full(k, True)
     if n == 0:
         return end_pos, end_dir, contained
     if one_species:
@@ -315,7 +315,7 @@ def straight(ctx: Ctx, p0, d0, length, de_tot, tid, pdg):
     """
     n_piece = np.maximum(np.ceil(length / STEP_MAX_MM), 1).astype(np.int64)
     g = np.repeat(np.arange(length.shape[0]), n_piece)
-    csum = np.cumsum(n_piece)
+    csum = n_piece.cumsum()
     starts = csum - n_piece
     j = np.arange(g.shape[0]) - starts[g]
     npg = n_piece[g]
