@@ -217,7 +217,7 @@ def _photons(ctx: Ctx, p, d, e, t, nxt: list, term: list) -> None:
     # standard_exponential(n) is exponential(1.0, n) (1.0 * x) with the same draws
     cp = p + d * (rng.standard_exponential(e.shape[0]) / tot)[:, None]
     ins = ctx.inside(cp)
-    n = np.count_nonzero(ins)
+    n = int(np.count_nonzero(ins))
     if n == 0:
         return
     if n != ins.shape[0]:
@@ -228,14 +228,14 @@ def _photons(ctx: Ctx, p, d, e, t, nxt: list, term: list) -> None:
     is_pair = (u < mu[0]) & ~low
     is_comp = (u >= mu[0]) & (u < mu[0] + mu[1]) & ~low
     is_abs = ~(is_pair | is_comp)
-    n_abs = np.count_nonzero(is_abs)
+    n_abs = int(np.count_nonzero(is_abs))
     if n_abs:  # photoelectric (and photons below the cut): one electron
         if n_abs == n:
             term.append((cp, d, e, np.full(n, 11), ctx.new_ids(n)))
             return
         i = is_abs.nonzero()[0]
         term.append((cp.take(i, 0), d.take(i, 0), e[i], np.full(n_abs, 11), ctx.new_ids(n_abs)))
-    nn = np.count_nonzero(is_pair)
+    nn = int(np.count_nonzero(is_pair))
     if nn:
         i = is_pair.nonzero()[0]
         pe, pd, pp = e[i], d.take(i, 0), cp.take(i, 0)
@@ -247,7 +247,7 @@ def _photons(ctx: Ctx, p, d, e, t, nxt: list, term: list) -> None:
         d2 = deflect(pd, _ME / (t2 + _ME), phi + np.pi)
         nxt.append((np.concatenate([pp, pp]), np.concatenate([d1, d2]),
                     np.concatenate([t1, t2]), np.repeat(_PAIR_PDG, nn), ctx.new_ids(2 * nn)))
-    nn = np.count_nonzero(is_comp)
+    nn = int(np.count_nonzero(is_comp))
     if nn:
         i = is_comp.nonzero()[0]
         ce, cd = e[i], d.take(i, 0)
@@ -285,7 +285,7 @@ def _electrons(ctx: Ctx, p, d, e, pg, t, nxt: list, term: list) -> None:
         dist = rng.exponential(lam, n)
         r = etab.range_mm(e)
         stop = r - dist <= r_min
-        n_stop = np.count_nonzero(stop)
+        n_stop = int(np.count_nonzero(stop))
         if n_stop:  # would fall below BREMS_MIN_MEV before radiating: track it
             if n_stop == n:
                 term.append((p, d, e, pg, t))
@@ -297,7 +297,7 @@ def _electrons(ctx: Ctx, p, d, e, pg, t, nxt: list, term: list) -> None:
         e_ion = etab.kinetic_mev(r - dist)
         k_soft = np.minimum(e * soft * dist, 0.5 * e_ion)
         end, ins = straight(ctx, p, d, dist, e - e_ion, t, pg)
-        nn = np.count_nonzero(ins)
+        nn = int(np.count_nonzero(ins))
         if nn == 0:
             return
         if nn != ins.shape[0]:
@@ -315,7 +315,7 @@ def _electrons(ctx: Ctx, p, d, e, pg, t, nxt: list, term: list) -> None:
         d = deflect(d, th, _azimuths(rng, nn))
         p, e = end, e_after - k
         low = e < BREMS_MIN_MEV
-        n_low = np.count_nonzero(low)
+        n_low = int(np.count_nonzero(low))
         if n_low:
             if n_low == nn:
                 term.append((p, d, e, pg, t))
@@ -357,7 +357,7 @@ def shower(ctx: Ctx, pos, dirs, energy, pdg, tid) -> None:
         nxt: list[tuple] = []
         n = energy.shape[0]
         gam = pdg == 22
-        n_gam = np.count_nonzero(gam)
+        n_gam = int(np.count_nonzero(gam))
         if n_gam == n:
             _photons(ctx, pos, dirs, energy, tid, nxt, term)
         else:
@@ -370,7 +370,7 @@ def shower(ctx: Ctx, pos, dirs, energy, pdg, tid) -> None:
                 i = low.nonzero()[0]
                 term.append((pos.take(i, 0), dirs.take(i, 0), energy[i], pdg[i], tid[i]))
             hi = lep & ~low
-            n_hi = np.count_nonzero(hi)
+            n_hi = int(np.count_nonzero(hi))
             if n_hi == n:
                 _electrons(ctx, pos, dirs, energy, pdg, tid, nxt, term)
             elif n_hi:
@@ -388,7 +388,7 @@ def shower(ctx: Ctx, pos, dirs, energy, pdg, tid) -> None:
         return
     tp, td, te, tg, tt = _concat(term)
     ok = te > 1e-3
-    n_ok = np.count_nonzero(ok)
+    n_ok = int(np.count_nonzero(ok))
     if not n_ok:
         return
     if n_ok != te.shape[0]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import cast
 
 import numpy as np
 
@@ -79,7 +80,7 @@ class Ctx:
 
     def inside(self, p: np.ndarray) -> np.ndarray:
         """Whether points ``p`` [..., 3] (mm) are inside the tracking volume."""
-        return ((p >= self.vmin) & (p <= self.vmax)).all(axis=-1)
+        return cast(np.ndarray, ((p >= self.vmin) & (p <= self.vmax)).all(axis=-1))
 
     def warn_cap(self, cap: str, limit: int) -> None:
         """Emit :class:`SimulationCapWarning` naming the cap and the primary."""
