@@ -60,7 +60,7 @@ def dtype_name(dt: np.dtype) -> str:
 
 def _dtype_doc(dt: np.dtype) -> dict:
     doc: dict[str, Any] = {"dtype": dtype_name(dt)}
-    if dt.names is not None:
+    if dt.names is not None and dt.fields is not None:
         fields = {}
         for name in dt.names:
             fdt = dt.fields[name][0]
