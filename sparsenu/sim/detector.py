@@ -142,7 +142,7 @@ def ionisation_points(deposits: Deposits, detector: DetectorConfig, rng: np.rand
     q = recombination_factor(deposits.dedx_mev_cm[ok], detector) * de[ok] / C.W_ION_MEV
     length = np.sqrt(np.einsum("ij,ij->i", delta, delta))
     nsub = np.ceil(length / (SUBPOINT_FRACTION * detector.voxel_size_mm))
-    if np.any(nsub > MAX_SUBPOINTS):
+    if (nsub > MAX_SUBPOINTS).any():
         warnings.warn(f"detector response: {int(np.sum(nsub > MAX_SUBPOINTS))} deposit segment(s) longer than "
                       f"{MAX_SUBPOINTS} sub-points (up to {float(length.max()):.0f} mm) were sampled with "
                       f"{MAX_SUBPOINTS} sub-points only", SimulationCapWarning, stacklevel=2)
@@ -214,7 +214,7 @@ def detector_response(deposits: Deposits, detector: DetectorConfig, seed: int) -
     vmin = np.asarray(detector.volume_min_mm)
     shape = np.asarray(detector.grid_shape, dtype=np.int64)
     idx = np.floor((pts - vmin) / detector.voxel_size_mm).astype(np.int64)
-    inside = np.all((idx >= 0) & (idx < shape), axis=1)
+    inside = ((idx >= 0) & (idx < shape)).all(axis=1)
     if not inside.all():
         idx, elec = idx[inside], elec[inside]
     uniq, inv = np.unique(np.ravel_multi_index(idx.T, shape), return_inverse=True)  # row-major voxel ids

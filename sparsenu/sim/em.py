@@ -93,7 +93,7 @@ class PhotonCrossSections:
 
     def coefficients(self, energy_mev: np.ndarray) -> np.ndarray:
         """Partial coefficients [3, n] (pair, Compton, photoelectric; mm^-1), log-log interp."""
-        le = np.log(np.clip(energy_mev, 1.0e-2, 1.0e5))
+        le = np.log(np.minimum(np.maximum(energy_mev, 1.0e-2), 1.0e5))
         out = np.exp(np.stack([np.interp(le, self.log_e, lm) for lm in self._log_mu]))
         out[0] = np.where(energy_mev > 2.0 * _ME, out[0], 0.0)
         return out
@@ -193,10 +193,10 @@ def _photons(ctx: Ctx, p, d, e, t, nxt: list, term: list) -> None:
     is_pair = (u < mu[0]) & ~low
     is_comp = (u >= mu[0]) & (u < mu[0] + mu[1]) & ~low
     is_abs = ~(is_pair | is_comp)
-    if np.any(is_abs):  # photoelectric (and photons below the cut): one electron
+    if is_abs.any():  # photoelectric (and photons below the cut): one electron
         m = is_abs
         term.append((cp[m], d[m], e[m], np.full(int(m.sum()), 11), ctx.new_ids(int(m.sum()))))
-    if np.any(is_pair):
+    if is_pair.any():
         m = is_pair
         nn = int(m.sum())
         pe, pd = e[m], d[m]
@@ -209,12 +209,12 @@ def _photons(ctx: Ctx, p, d, e, t, nxt: list, term: list) -> None:
         nxt.append((np.concatenate([cp[m], cp[m]]), np.concatenate([d1, d2]),
                     np.concatenate([t1, t2]), np.concatenate([np.full(nn, 11), np.full(nn, -11)]),
                     ctx.new_ids(2 * nn)))
-    if np.any(is_comp):
+    if is_comp.any():
         m = is_comp
         nn = int(m.sum())
         ce, cd = e[m], d[m]
         eps, cost = _sample_compton(rng, ce)
-        dg = deflect(cd, np.arccos(np.clip(cost, -1.0, 1.0)), rng.uniform(0, 2 * np.pi, nn))
+        dg = deflect(cd, np.arccos(np.minimum(np.maximum(cost, -1.0), 1.0)), rng.uniform(0, 2 * np.pi, nn))
         pel = ce[:, None] * cd - (eps * ce)[:, None] * dg  # electron momentum (MeV/c)
         de_ = pel / np.maximum(np.linalg.norm(pel, axis=1, keepdims=True), 1e-12)
         term.append((cp[m], de_, ce * (1.0 - eps), np.full(nn, 11), ctx.new_ids(nn)))
@@ -235,7 +235,7 @@ def _electrons(ctx: Ctx, p, d, e, pg, t, nxt: list, term: list) -> None:
         dist = rng.exponential(lam, e.shape[0])
         r = etab.range_mm(e)
         stop = r - dist <= r_min
-        if np.any(stop):  # would fall below BREMS_MIN_MEV before radiating: track it
+        if stop.any():  # would fall below BREMS_MIN_MEV before radiating: track it
             term.append((p[stop], d[stop], e[stop], pg[stop], t[stop]))
             go = ~stop
             p, d, e, pg, t, dist, r = p[go], d[go], e[go], pg[go], t[go], dist[go], r[go]
@@ -260,7 +260,7 @@ def _electrons(ctx: Ctx, p, d, e, pg, t, nxt: list, term: list) -> None:
         d = deflect(d, th, rng.uniform(0, 2 * np.pi, nn))
         p, e = end, e_after - k
         low = e < BREMS_MIN_MEV
-        if np.any(low):
+        if low.any():
             term.append((p[low], d[low], e[low], pg[low], t[low]))
             p, d, e, pg, t = p[~low], d[~low], e[~low], pg[~low], t[~low]
     if e.shape[0]:
@@ -288,15 +288,15 @@ def shower(ctx: Ctx, pos, dirs, energy, pdg, tid) -> None:
             break
         nxt: list[tuple] = []
         gam = pdg == 22
-        if np.any(gam):
+        if gam.any():
             _photons(ctx, pos[gam], dirs[gam], energy[gam], tid[gam], nxt, term)
         lep = ~gam
-        if np.any(lep):
+        if lep.any():
             low = lep & (energy < BREMS_MIN_MEV)
-            if np.any(low):
+            if low.any():
                 term.append((pos[low], dirs[low], energy[low], pdg[low], tid[low]))
             hi = lep & ~low
-            if np.any(hi):
+            if hi.any():
                 _electrons(ctx, pos[hi], dirs[hi], energy[hi], pdg[hi], tid[hi], nxt, term)
         if not nxt:
             energy = np.zeros(0)
@@ -310,7 +310,7 @@ def shower(ctx: Ctx, pos, dirs, energy, pdg, tid) -> None:
         return
     tp, td, te, tg, tt = (np.concatenate([x[i] for x in term]) for i in range(5))
     ok = te > 1e-3
-    if not np.any(ok):
+    if not ok.any():
         return
     tp, td, te, tg, tt = tp[ok], td[ok], te[ok], tg[ok], tt[ok]
     n = te.shape[0]

@@ -119,7 +119,7 @@ def _pion_channel_table(pdg: int, material: Material) -> tuple[np.ndarray, np.nd
     out = np.zeros((4, grid.shape[0]))
     out[:3] = f * sig_r
     hi = grid > t_a[-1]
-    if np.any(hi):
+    if hi.any():
         s315 = frac[:, -1] * float(reaction_cross_section_mb(pdg, t_a[-1], material=material))
         _, (tc, sc) = load_csv("pion_absorption_cem_fe.csv")
         shape = np.interp(grid[hi], tc, sc) / np.interp(t_a[-1], tc, sc)
@@ -209,7 +209,7 @@ def sample_interactions(rng: np.random.Generator, pdg: np.ndarray, t0: np.ndarra
         r0 = it.tab.range_mm(t0[m])
         lam0 = np.asarray(np.interp(r0, it.r, it.lam_tot))
         hit = u[m] < lam0
-        if not np.any(hit):
+        if not hit.any():
             continue
         ri = np.asarray(np.interp(lam0[hit] - u[m][hit], it.lam_tot, it.r))
         idx = m[hit]

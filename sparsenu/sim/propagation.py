@@ -60,7 +60,7 @@ def _process_charged(ctx: Ctx) -> None:
     r_stop = np.zeros(t0.shape[0])
     proc = np.zeros(t0.shape[0], np.int64)
     can = ((species == 2) | (species == 3)) & (gen < MAX_INTERACTING_GENERATION)
-    if np.any(can):
+    if can.any():
         r_stop[can], proc[can] = sample_interactions(ctx.rng, pdg[can], t0[can], ctx.material)
     end_pos, end_dir, contained = track(ctx, pos, dirs, t0, species, pdg, tid, r_stop)
     for i in range(t0.shape[0]):

@@ -103,7 +103,7 @@ class RangeTable:
         tt = np.maximum(t, 1e-300)
         out = np.exp(np.interp(np.log(tt), self.logt, self.logr))
         low = t < self.t_lo
-        if np.any(low):
+        if low.any():
             out = np.where(low, self.r_lo * (tt / self.t_lo) ** self.BK_EXP, out)
         return np.where(t > 0, out, 0.0)
 
@@ -113,7 +113,7 @@ class RangeTable:
         rr = np.maximum(r, 1e-300)
         out = np.exp(np.interp(np.log(rr), self.logr, self.logt))
         low = r < self.r_lo
-        if np.any(low):
+        if low.any():
             out = np.where(low, self.t_lo * (rr / self.r_lo) ** (1.0 / self.BK_EXP), out)
         return np.where(r > 0, out, 0.0)
 

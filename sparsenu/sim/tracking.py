@@ -74,7 +74,7 @@ class Ctx:
 
     def inside(self, p: np.ndarray) -> np.ndarray:
         """Whether points ``p`` [..., 3] (mm) are inside the tracking volume."""
-        return np.all((p >= self.vmin) & (p <= self.vmax), axis=-1)
+        return ((p >= self.vmin) & (p <= self.vmax)).all(axis=-1)
 
     def warn_cap(self, cap: str, limit: int) -> None:
         """Emit :class:`SimulationCapWarning` naming the cap and the primary."""
@@ -219,7 +219,7 @@ def track(ctx: Ctx, pos0, dir0, t0, species, pdg, tid, r_stop):
     counts, starts = _group_starts(g, k)
     first = np.repeat(starts, counts)
     x0 = mat.x0_mm
-    theta0 = highland(step, ts, mass, x0, np.clip(rs, step, x0))
+    theta0 = highland(step, ts, mass, x0, np.minimum(np.maximum(rs, step), x0))
     ang = theta0[:, None] * rng.standard_normal((n, 2))
     ang = np.roll(ang, 1, axis=0)  # the deflection of step i acts on step i + 1
     ang[starts[counts > 0]] = 0.0
@@ -233,7 +233,7 @@ def track(ctx: Ctx, pos0, dir0, t0, species, pdg, tid, r_stop):
     end = pos0[g] + _group_cumsum(disp, first)
     start = end - disp
     outside = ~ctx.inside(end)
-    if np.any(outside):
+    if outside.any():
         keep = _group_cumsum(outside.astype(np.int64), first) == 0
         contained = np.bincount(g, outside, minlength=k) == 0
         start, end, de, step, d, g = start[keep], end[keep], de[keep], step[keep], d[keep], g[keep]
@@ -263,7 +263,7 @@ def straight(ctx: Ctx, p0, d0, length, de_tot, tid, pdg):
     e = p0[g] + d0[g] * (frac1 * length[g])[:, None]
     de = (de_tot / n_piece)[g]
     out = ~ctx.inside(e)
-    if np.any(out):
+    if out.any():
         first = np.repeat(starts, n_piece)
         keep = _group_cumsum(out.astype(np.int64), first) == 0
         s, e, de, seg_len, g = s[keep], e[keep], de[keep], seg_len[keep], g[keep]
