@@ -74,8 +74,7 @@ class Ctx:
 
     def inside(self, p: np.ndarray) -> np.ndarray:
         """Whether points ``p`` [..., 3] (mm) are inside the tracking volume."""
-        out: np.ndarray = ((p >= self.vmin) & (p <= self.vmax)).all(axis=-1)
-        return out
+        return np.asarray(((p >= self.vmin) & (p <= self.vmax)).all(axis=-1))
 
     def warn_cap(self, cap: str, limit: int) -> None:
         """Emit :class:`SimulationCapWarning` naming the cap and the primary."""
