@@ -41,6 +41,7 @@ __all__ = [
     "load_yaml",
     "load_config",
     "apply_overrides",
+    "set_dotted",
     "deep_merge",
     "dump_yaml",
     "format_validation_error",
@@ -153,17 +154,31 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str], source: s
         key = key.strip()
         if not key or any(not p for p in key.split(".")):
             raise SparsenuError(f"override '{item}' has an empty key ({source})")
-        node = out
-        parts = key.split(".")
-        for p in parts[:-1]:
-            nxt = node.get(p)
-            if nxt is None:
-                nxt = node[p] = {}
-            if not isinstance(nxt, dict):
-                raise SparsenuError(f"override '{item}': '{p}' is not a section ({source})")
-            node = nxt
-        node[parts[-1]] = yaml_scalar(raw)
+        try:
+            set_dotted(out, key, yaml_scalar(raw))
+        except ValueError as exc:
+            raise SparsenuError(f"override '{item}': {exc} ({source})") from None
     return out
+
+
+def set_dotted(data: dict, key: str, value: Any) -> None:
+    """``data["a"]["b"]["c"] = value`` for ``key = "a.b.c"``, creating missing sections.
+
+    Raises
+    ------
+    ValueError
+        A part of the key names something that is not a section.
+    """
+    node = data
+    parts = key.split(".")
+    for p in parts[:-1]:
+        nxt = node.get(p)
+        if nxt is None:
+            nxt = node[p] = {}
+        if not isinstance(nxt, dict):
+            raise ValueError(f"'{p}' is not a section")
+        node = nxt
+    node[parts[-1]] = value
 
 
 def json_schema(cls: type[BaseModel]) -> dict:

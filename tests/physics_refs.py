@@ -186,3 +186,17 @@ MOLIERE_CONTAINMENT = Ref(
     "energy fraction within one Moliere radius, 1 GeV electron, LAr", 0.90, "",
     "PDG review 'Passage of particles through matter' (~10 % of the energy outside R_M)",
     abs_tol=0.04, why_tol="the PDG statement is approximate ('on average only 10 %')")
+
+
+#: A tracking volume large enough to contain every particle of the reference checks (mm).
+BIG = dict(volume_min_mm=(-20000.0,) * 3, volume_max_mm=(20000.0,) * 3)
+
+
+def pencil_primary(pdg: int, t: float):
+    """A particle of kinetic energy ``t`` (MeV) fired along +z from the origin."""
+    from sparsenu.sim import Primary
+    from sparsenu.sim.constants import MASS_MEV
+
+    d = np.array([0.0, 0.0, 1.0])
+    p = np.sqrt(t * t + 2 * t * MASS_MEV[pdg])
+    return Primary(pdg=pdg, label=0, kinetic_energy_mev=t, direction=d, momentum_mev=p * d, vertex_mm=np.zeros(3))

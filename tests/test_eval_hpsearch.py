@@ -107,7 +107,7 @@ def test_trials_make_valid_experiment_configs():
     assert apply_trial(train, {"loss.temperature": 0.2}) == {"method": "contrastive",
                                                               "loss": {"alpha": 0.0, "temperature": 0.2}}
     assert train["loss"]["temperature"] == 0.1  # the input is not modified
-    with pytest.raises(ValueError, match="not a mapping"):
+    with pytest.raises(ValueError, match="is not a section in the training config"):
         apply_trial({"optim": 3}, {"optim.lr": 1e-3})
 
 

@@ -38,12 +38,7 @@ FAST = settings(max_examples=25, deadline=None, derandomize=True, database=None,
 SLOW = settings(FAST, max_examples=150)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_thread_torch")
 
 
 @pytest.fixture()

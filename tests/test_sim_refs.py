@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sparsenu.sim import LIQUID_ARGON, POLYSTYRENE, Primary, SimulationCapWarning, csda_range_mm, dedx_mev_cm, propagate
-from sparsenu.sim.constants import MASS_MEV
+from sparsenu.sim import LIQUID_ARGON, POLYSTYRENE, SimulationCapWarning, csda_range_mm, dedx_mev_cm, propagate
 from sparsenu.sim.em import photon_cross_sections, photon_mfp_mm
 from sparsenu.sim.hadronic import interaction_probability, interaction_table
 from sparsenu.sim.stopping import critical_energy_mev, kinetic_from_range, moliere_radius_mm
@@ -19,14 +18,7 @@ from sparsenu.sim.stopping import critical_energy_mev, kinetic_from_range, molie
 sys.path.insert(0, str(Path(__file__).parent))
 import physics_refs as R  # noqa: E402
 
-BIG = dict(volume_min_mm=(-20000.0,) * 3, volume_max_mm=(20000.0,) * 3)
-
-
-def _primary(pdg: int, t: float) -> Primary:
-    d = np.array([0.0, 0.0, 1.0])
-    p = np.sqrt(t * t + 2 * t * MASS_MEV[pdg])
-    return Primary(pdg=pdg, label=0, kinetic_energy_mev=t, direction=d, momentum_mev=p * d,
-                   vertex_mm=np.zeros(3))
+BIG, _primary = R.BIG, R.pencil_primary
 
 
 def _check(value: float, ref: R.Ref) -> None:

@@ -28,14 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHIPPED = ["classifier", "classifier_aug", "dann", "simclr", "supcon", "rs3l"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny sparse convolutions are many small matmuls: intra-op threads only add overhead
-    (and spin badly on a loaded 2-core machine), so these tests run single-threaded."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_thread_torch")
 
 
 # -- toy data --------------------------------------------------------------------------------

@@ -26,8 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import physics_refs as R  # noqa: E402
 
-from sparsenu.sim import LIQUID_ARGON, POLYSTYRENE, SIM_PHYSICS_VERSION, Primary, csda_range_mm, dedx_mev_cm, propagate  # noqa: E402
-from sparsenu.sim.constants import MASS_MEV  # noqa: E402
+from sparsenu.sim import LIQUID_ARGON, POLYSTYRENE, SIM_PHYSICS_VERSION, csda_range_mm, dedx_mev_cm, propagate  # noqa: E402
 from sparsenu.sim.hadronic import interaction_probability  # noqa: E402
 from sparsenu.sim.stopping import critical_energy_mev, moliere_radius_mm  # noqa: E402
 
@@ -69,14 +68,7 @@ from the reference values in `tests/physics_refs.py` (the tests use the same num
   30-45 % shallower than the Gamma profile's (t_max and the 90 % depth agree).
 """
 
-BIG = dict(volume_min_mm=(-20000.0,) * 3, volume_max_mm=(20000.0,) * 3)
-
-
-def _primary(pdg: int, t: float) -> Primary:
-    d = np.array([0.0, 0.0, 1.0])
-    p = np.sqrt(t * t + 2 * t * MASS_MEV[pdg])
-    return Primary(pdg=pdg, label=0, kinetic_energy_mev=t, direction=d, momentum_mev=p * d,
-                   vertex_mm=np.zeros(3))
+BIG, _primary = R.BIG, R.pencil_primary
 
 
 def _profile(pdg: int, energy: float, n: int):

@@ -170,6 +170,9 @@ def voxelise(
     use_idx = idx is not None and unit_scale
     if pos_u is None and not use_idx:
         pos_u = np.asarray(idx, np.float64) + 0.5
+    # typed names for the two paths (exactly one is used): exact voxel indices or float positions
+    idx_a: np.ndarray = idx if idx is not None else np.zeros((0, 3), np.int64)
+    pos_a: np.ndarray = pos_u if pos_u is not None else np.zeros((0, 3))
     ev: np.ndarray | None = None
 
     def event_of_hits() -> np.ndarray:
@@ -189,19 +192,19 @@ def voxelise(
         if use_idx:
             pos_clean = True
         else:
-            pos_clean = bool(np.isfinite(pos_u.sum())) if n else True
+            pos_clean = bool(np.isfinite(pos_a.sum())) if n else True
         q_clean = bool(np.isfinite(charge.sum())) if n else True
     finite_p = None
     if not pos_clean:
-        finite_p = np.isfinite(pos_u).all(axis=1)
+        finite_p = np.isfinite(pos_a).all(axis=1)
         flag(~finite_p, 1)
     if not q_clean:
-        flag(~np.isfinite(charge), 2)
+        flag(np.asarray(~np.isfinite(charge)), 2)
     if volume_u is not None and n:
         vol = np.asarray(volume_u, np.float64)
         if use_idx:
-            # idx + 0.5 in [0, vol)  <=>  idx >= 0 and idx + 0.5 < vol (exact in float64)
-            cols = [idx[:, a] for a in range(3)]
+            # idx_a + 0.5 in [0, vol)  <=>  idx_a >= 0 and idx_a + 0.5 < vol (exact in float64)
+            cols = [idx_a[:, a] for a in range(3)]
             inside_all = all(int(c.min()) >= 0 and float(c.max()) + 0.5 < vol[a] for a, c in enumerate(cols))
             if not inside_all:
                 outside = np.zeros(n, bool)
@@ -211,14 +214,14 @@ def voxelise(
                 flag(outside, 3)
         else:
             with np.errstate(invalid="ignore"):
-                inside_all = pos_clean and bool(pos_u.min() >= 0) and all(
-                    pos_u[:, a].max() < vol[a] for a in range(3))
+                inside_all = pos_clean and bool(pos_a.min() >= 0) and all(
+                    pos_a[:, a].max() < vol[a] for a in range(3))
                 if not inside_all:
-                    outside = (pos_u < 0).any(axis=1) | (pos_u >= vol).any(axis=1)
+                    outside = np.asarray((pos_a < 0).any(axis=1) | (pos_a >= vol).any(axis=1))
                     if finite_p is not None:
                         outside &= finite_p
                     flag(outside, 3)
-    src = idx if use_idx else pos_u
+    src = idx_a if use_idx else pos_a
     if np.all(reason < 0):
         sel, q = src, charge
         evg = event_of_hits() if k else np.zeros(0, np.int64)
@@ -480,9 +483,8 @@ def preprocess(
     """
     t0 = time.perf_counter()
     reader = get_reader(fmt)
-    if isinstance(inputs, (str, Path)):
-        inputs = [inputs]
-    inputs = [Path(p) for p in inputs]
+    paths: list[Path] = [Path(inputs)] if isinstance(inputs, (str, Path)) else [Path(p) for p in inputs]
+    inputs = paths
     if not inputs:
         raise SparsenuError("preprocess: no input files given")
     id_offsets: dict[str, int] | None = None
@@ -547,7 +549,7 @@ def preprocess(
     events_in = events_out = nbytes = voxels = 0
     min_idx: np.ndarray | None = None
     extent: list | None = None  # per axis [min, event id, max, event id] over the whole output
-    with SparseH5Writer(output, voxel_size_mm=voxel_size_mm, origin_mm=origin_mm, detector=detector,
+    with SparseH5Writer(output, voxel_size_mm=voxel_size_mm, origin_mm=tuple(origin_mm), detector=detector,
                         source=source, n_feats=1, feature_names=["charge"], overwrite=overwrite,
                         flush_rows=ANCHORED_BUFFER_ROWS if anchored else FLUSH_ROWS) as w:
         with tqdm(total=n_total, disable=not progress, unit="ev", desc="preprocess") as bar:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from sparsenu.data.formats import FORMAT_MODULES
+from sparsenu.data.formats.schema import require_hdf5, schema_attr
 from sparsenu.errors import SparsenuError
 
 __all__ = ["EventView", "SHOW_FORMATS", "detect_format", "load_event", "augmented_view", "shifted_view",
@@ -90,15 +91,10 @@ def detect_format(path: str | Path) -> str:
     """
     import h5py
 
-    path = Path(path)
-    if not path.is_file():
-        raise SparsenuError(f"input file not found: {path}")
-    if not h5py.is_hdf5(path):
-        raise SparsenuError(f"{path}: not an HDF5 file")
+    path = require_hdf5(path)
     try:
         with h5py.File(path, "r") as f:
-            schema = f.attrs.get("schema")
-            schema = schema.decode() if isinstance(schema, bytes) else schema
+            schema = schema_attr(f)
             if schema == _RAW_SCHEMA:
                 return "sparsenu"
             if schema == _SPARSE_SCHEMA:

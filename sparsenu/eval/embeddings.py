@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from sparsenu.data.formats.schema import open_h5, require_hdf5
 from sparsenu.errors import SparsenuError
 
 __all__ = [
@@ -159,15 +160,11 @@ def dataset_kwargs_from_config(config: Any) -> dict:
 
 def _check_sparse_file(path: Path) -> int:
     """Validate a sparse-tensor input file (``data_specs/sparse_tensor.md``); return its event count."""
-    import h5py
 
     from sparsenu.data.formats.sparse_h5 import open_sparse
 
-    if not path.is_file():
-        raise SparsenuError(f"input file not found: {path}")
-    if not h5py.is_hdf5(path):
-        raise SparsenuError(f"{path}: not an HDF5 file; expected a sparse-tensor file "
-                            "(data_specs/sparse_tensor.md, written by 'sparsenu preprocess')")
+    require_hdf5(path, expected="a sparse-tensor file (data_specs/sparse_tensor.md, written by "
+                 "'sparsenu preprocess')")
     try:
         with open_sparse(path) as f:
             missing = [k for k in _SPARSE_REQUIRED if k not in f]
@@ -338,7 +335,6 @@ def load_embeddings(path: str | Path, as_dataframe: bool = False) -> Any:
     SparsenuError
         Missing file, not HDF5 (or ROOT), or not an embeddings file.
     """
-    import h5py
 
     path = Path(path)
     if not path.is_file():
@@ -356,9 +352,7 @@ def load_embeddings(path: str | Path, as_dataframe: bool = False) -> Any:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SparsenuError(f"{path}: corrupt or truncated embeddings file ({first})") from None
         return _embeddings_output(root_out, as_dataframe)
-    if not h5py.is_hdf5(path):
-        raise SparsenuError(f"{path}: not an HDF5 file")
-    from sparsenu.data.formats.schema import open_h5
+    require_hdf5(path)
 
     try:
         with open_h5(path) as f:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sparsenu.config import set_dotted
 from sparsenu.eval.stats import mean_and_se
 from sparsenu.keys import derive_seed
 
@@ -280,16 +281,10 @@ def apply_trial(train: Mapping[str, Any], trial: Mapping[str, Any]) -> dict[str,
         if key == AUGMENT_STRENGTH_KEY:
             out["augment"] = augment_spec(value)
             continue
-        parts = key.split(".")
-        node = out
-        for p in parts[:-1]:
-            child = node.get(p)
-            if child is None:
-                child = node[p] = {}
-            elif not isinstance(child, dict):
-                raise ValueError(f"trial key {key!r}: {p!r} is not a mapping in the training config")
-            node = child
-        node[parts[-1]] = value
+        try:
+            set_dotted(out, key, value)
+        except ValueError as exc:
+            raise ValueError(f"trial key {key!r}: {exc} in the training config") from None
     return out
 
 

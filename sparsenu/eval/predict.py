@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from sparsenu.data.formats.schema import require_hdf5
 from sparsenu.errors import SparsenuError
 
 __all__ = ["PREDICTIONS_SCHEMA", "PREDICTIONS_SCHEMA_VERSION", "class_names_for", "class_columns",
@@ -212,7 +213,6 @@ def load_predictions(path: str | Path, as_dataframe: bool = False) -> Any:
 
 
 def _read_predictions(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    import h5py
 
     from sparsenu.data.formats.schema import open_h5
     from sparsenu.eval.root_io import is_root_file, read_event_tree
@@ -229,8 +229,7 @@ def _read_predictions(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             "predicted": branches["predicted"].astype(np.int64),
             "classes": np.asarray(json.loads(attrs.get("classes", "[]")), np.int64), "attrs": attrs}
     else:
-        if not h5py.is_hdf5(path):
-            raise SparsenuError(f"{path}: neither an HDF5 nor a ROOT file")
+        require_hdf5(path, not_hdf5="neither an HDF5 nor a ROOT file")
         with open_h5(path) as f:
             attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
             if attrs.get("schema") != PREDICTIONS_SCHEMA:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from sparsenu.data.formats.schema import require_hdf5, schema_attr
 from sparsenu.errors import SparsenuError
 
 __all__ = ["PROBE_SCHEMA", "PROBE_SCHEMA_VERSION", "save_probe", "load_probe", "probe_from_arrays"]
@@ -154,15 +155,10 @@ def load_probe(path: str | Path) -> Any:
     """
     import h5py
 
-    path = Path(path)
-    if not path.is_file():
-        raise SparsenuError(f"probe file not found: {path}")
-    if not h5py.is_hdf5(path):
-        raise SparsenuError(f"{path}: not an HDF5 file; expected a probe written by save_probe")
+    path = require_hdf5(path, what="probe file", expected="a probe written by save_probe")
     try:
         with h5py.File(path, "r") as f:
-            schema = f.attrs.get("schema")
-            schema = schema.decode() if isinstance(schema, bytes) else schema
+            schema = schema_attr(f)
             if schema != PROBE_SCHEMA:
                 raise SparsenuError(f"{path}: not a probe file (schema {schema!r}, expected {PROBE_SCHEMA!r})")
             version = int(f.attrs.get("schema_version", 0))

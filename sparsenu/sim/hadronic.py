@@ -119,7 +119,7 @@ def _pion_channel_table(pdg: int, material: Material) -> tuple[np.ndarray, np.nd
     out = np.zeros((4, grid.shape[0]))
     out[:3] = f * sig_r
     hi = grid > t_a[-1]
-    if np.any(hi):
+    if hi.any():
         s315 = frac[:, -1] * float(reaction_cross_section_mb(pdg, t_a[-1], material=material))
         _, (tc, sc) = load_csv("pion_absorption_cem_fe.csv")
         shape = np.interp(grid[hi], tc, sc) / np.interp(t_a[-1], tc, sc)
@@ -202,7 +202,7 @@ def sample_interactions(rng: np.random.Generator, pdg: np.ndarray, t0: np.ndarra
     """
     k = t0.shape[0]
     r_stop, proc = np.zeros(k), np.zeros(k, np.int64)
-    u: np.ndarray = rng.exponential(1.0, size=k)
+    u = np.asarray(rng.exponential(1.0, size=k), dtype=np.float64)
     for code in np.unique(pdg):
         m = np.flatnonzero(pdg == code)
         it = interaction_table(int(code), material)
@@ -222,8 +222,8 @@ def sample_interactions(rng: np.random.Generator, pdg: np.ndarray, t0: np.ndarra
         rh = np.interp(ri, it.r, it.rate_had)
         ch = pion_channel_cross_sections_mb(int(code), t, material=material)
         cum = np.cumsum(ch / np.maximum(ch.sum(axis=0), 1e-30), axis=0)
-        x = rng.random(idx.shape[0])
-        y = rng.random(idx.shape[0])
+        x = np.asarray(rng.random(idx.shape[0]))
+        y = np.asarray(rng.random(idx.shape[0]))
         had = np.minimum((cum < y[None, :]).sum(axis=0), 3) + _ABS
         proc[idx] = np.where(x * (rd + rh) < rd, _DECAY, had)
     return r_stop, proc

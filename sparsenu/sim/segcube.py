@@ -216,7 +216,7 @@ def cube_energies(start_mm: np.ndarray, end_mm: np.ndarray, energy: np.ndarray, 
     keep = w > 0.0
     idx = np.floor(pos[keep]).astype(np.int64)
     e = energy[g[keep]] * w[keep]
-    inside = np.all((idx >= 0) & (idx < shape), axis=1)
+    inside = ((idx >= 0) & (idx < shape)).all(axis=1)
     idx, e = idx[inside], e[inside]
     key = (idx[:, 0] * shape[1] + idx[:, 1]) * shape[2] + idx[:, 2]
     uniq, inv = np.unique(key, return_inverse=True)
@@ -230,7 +230,7 @@ def cube_light(deposits: Deposits, detector: SegCubeConfig) -> tuple[np.ndarray,
     """
     de = deposits.de_mev.astype(np.float64)
     ok = de > 0
-    if not np.any(ok):
+    if not ok.any():
         return np.zeros(0, np.int64), np.zeros(0, np.float64)
     dl = birks_quench(de[ok], deposits.dedx_mev_cm[ok].astype(np.float64) * _MEV_CM_TO_MEV_MM,
                       detector.birks_kb_mm_per_mev)

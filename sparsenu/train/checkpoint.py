@@ -19,7 +19,7 @@ import random
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -35,8 +35,8 @@ CHECKPOINT_FORMAT = "sparsenu-checkpoint"
 
 def get_rng_state() -> dict[str, Any]:
     """Torch, numpy and python RNG states as tensors / lists (``weights_only``-safe)."""
-    np_state = np.random.get_state()
-    py_state = random.getstate()
+    np_state: Any = np.random.get_state()
+    py_state: Any = random.getstate()
     out: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": [str(np_state[0]), torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
@@ -131,7 +131,7 @@ class LoadedModel:
 
     @property
     def embed_dim(self) -> int:
-        return int(self.encoder.embed_dim)
+        return int(cast(Any, self.encoder).embed_dim)
 
     @torch.no_grad()
     def embed(self, x) -> torch.Tensor:

@@ -108,9 +108,9 @@ def prepare_data(cfg, run_dir: Path, *, is_main: bool = True, progress: bool = T
     """
     d = cfg.data
     if d.simulate is None:
-        train = _check_file(d.train, "data.train", True)
-        assert train is not None  # DataConfig requires data.train without a simulate block
-        return DataFiles(train=train, val=_check_file(d.val, "data.val", True),
+        train_file = _check_file(d.train, "data.train", True)
+        assert train_file is not None  # DataConfig requires data.train without a simulate block
+        return DataFiles(train=train_file, val=_check_file(d.val, "data.val", True),
                          target=_check_file(d.target, "data.target", True),
                          raw_train=_check_file(d.raw_train, "data.raw_train"))
     s = d.simulate

@@ -41,7 +41,7 @@ __all__ = ["Method", "ClassifierMethod", "ClassifierAugMethod", "DannMethod", "C
            "ResimMethod", "METHOD_CLASSES", "get_method", "build_encoder", "Net", "cat_sparse"]
 
 
-def build_encoder(cfg) -> nn.Module:
+def build_encoder(cfg) -> SparseResNet:
     """The :class:`sparsenu.models.SparseResNet` described by ``cfg.model``."""
     m = cfg.model
     if m.preset is not None:

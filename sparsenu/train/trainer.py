@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -150,7 +150,7 @@ class Trainer:
         mode = self.method.selection[1]
         self.best: dict[str, Any] = {"metric": self.method.selection[0], "mode": mode, "value": None, "epoch": None}
         self.last_metrics: dict[str, float] = {}
-        self._tb = None
+        self._tb: Any = None
 
     # -- helpers for methods -------------------------------------------------------------
     def seed_for(self, *keys: int | str) -> int:
@@ -208,8 +208,9 @@ class Trainer:
         barrier()
         self.detector_type = self._check_detector_types()
         self.train_ds = self.method.make_train_dataset(self, self.files)
-        if len(self.train_ds) < 2:
-            raise SparsenuError(f"{self.files.train}: need at least 2 training events, got {len(self.train_ds)}")
+        n_train = len(self.train_ds)  # type: ignore[arg-type]  # sparsenu datasets are sized
+        if n_train < 2:
+            raise SparsenuError(f"{self.files.train}: need at least 2 training events, got {n_train}")
         n_feats = getattr(self.train_ds, "n_feats", cfg.model.in_channels)
         if n_feats != cfg.model.in_channels:
             raise SparsenuError(f"{self.files.train} has {n_feats} feature column(s) but model.in_channels is "
@@ -236,7 +237,7 @@ class Trainer:
         self.heads: dict[str, nn.Module] = dict(joint)
         if self.dist.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp_net = torch.nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
+            self.ddp_net: nn.Module = torch.nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
         else:
             self.ddp_net = self.net
         self.optimizer = self._build_optimizer()
@@ -398,7 +399,7 @@ class Trainer:
         for epoch in range(self.start_epoch, epochs):
             self.epoch = epoch
             self._seed_epoch(epoch)
-            self.train_loader.sampler.set_epoch(epoch)
+            cast(EpochSampler, self.train_loader.sampler).set_epoch(epoch)
             if hasattr(self.train_ds, "set_epoch"):
                 self.train_ds.set_epoch(epoch)
             self.method.on_epoch_start(self, epoch)

@@ -134,10 +134,11 @@ class Chunk:
         if pos_u is None and idx is None:
             raise ValueError("Chunk needs pos_u or idx")
         self._pos_u = pos_u
-        self.charge = charge
-        self.offsets = offsets
-        self.labels = labels
-        self.event_ids = event_ids
+        # every reader passes all four; the defaults only spare a caller that builds a chunk by hand
+        self.charge: np.ndarray = np.zeros(0, np.float32) if charge is None else charge
+        self.offsets: np.ndarray = np.zeros(1, np.int64) if offsets is None else offsets
+        self.labels: np.ndarray = np.zeros(0, np.int64) if labels is None else labels
+        self.event_ids: np.ndarray = np.zeros(0, np.int64) if event_ids is None else event_ids
         self.nbytes = int(nbytes)
         self.idx = idx
         self._pos_fn = pos_fn
@@ -146,7 +147,11 @@ class Chunk:
     def pos_u(self) -> np.ndarray:
         """float [n, 3] hit positions in input units (computed from ``idx`` on first access)."""
         if self._pos_u is None:
-            self._pos_u = self._pos_fn() if self._pos_fn is not None else self.idx.astype(np.float64) + 0.5
+            if self._pos_fn is not None:
+                self._pos_u = self._pos_fn()
+            else:
+                assert self.idx is not None  # __init__ requires pos_u or idx
+                self._pos_u = self.idx.astype(np.float64) + 0.5
         return self._pos_u
 
     def __len__(self) -> int:

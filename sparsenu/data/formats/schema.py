@@ -30,6 +30,8 @@ import numpy as np
 from sparsenu.errors import SparsenuError
 
 __all__ = [
+    "require_hdf5",
+    "schema_attr",
     "describe_h5",
     "load_schema",
     "validate_description",
@@ -60,7 +62,7 @@ def dtype_name(dt: np.dtype) -> str:
 
 def _dtype_doc(dt: np.dtype) -> dict:
     doc: dict[str, Any] = {"dtype": dtype_name(dt)}
-    if dt.names is not None:
+    if dt.names is not None and dt.fields is not None:
         fields = {}
         for name in dt.names:
             fdt = dt.fields[name][0]
@@ -212,6 +214,31 @@ def check_offsets(f: h5py.File, schema_name: str, path: str | Path) -> None:
                     f"{path}: {ename} has {f[ename].shape[0]} entries, expected {n_events} "
                     f"(len({oname}) - 1)"
                 )
+
+
+def require_hdf5(path: str | Path, *, what: str = "input file", expected: str = "",
+                 not_hdf5: str = "not an HDF5 file") -> Path:
+    """The path of an existing HDF5 file, or a SparsenuError saying what is wrong.
+
+    Parameters
+    ----------
+    path : the file
+    what : how a missing file is named ("<what> not found: <path>")
+    expected : appended to the not-HDF5 message ("; expected <expected>") when given
+    not_hdf5 : the not-HDF5 message itself
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SparsenuError(f"{what} not found: {path}")
+    if not h5py.is_hdf5(path):
+        raise SparsenuError(f"{path}: {not_hdf5}" + (f"; expected {expected}" if expected else ""))
+    return path
+
+
+def schema_attr(f: h5py.File) -> str | None:
+    """The root ``schema`` attribute of an open file, decoded (None when absent)."""
+    schema = f.attrs.get("schema")
+    return schema.decode() if isinstance(schema, bytes) else schema
 
 
 def open_h5(path: str | Path, mode: str = "r", **kwargs: Any) -> h5py.File:

@@ -211,6 +211,7 @@ class SparseH5Writer(AtomicH5Writer):
         off = ChunkedAppender(f, "offsets", np.int64, (), EVENT_CHUNK)
         off.append(offsets)
         off.close()
+        assert f is not None
         for k, v in self.attrs.items():
             f.attrs[k] = v
         f.close()

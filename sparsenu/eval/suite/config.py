@@ -2,7 +2,7 @@
 
 A suite names the data sizes, the seeds, the methods (each a training configuration plus
 overrides) and the detector shifts. Every section is a :class:`sparsenu.config.ConfigModel`;
-shifts are resolved into concrete, validated :class:`~sparsenu.sim.DetectorConfig` s by
+shifts are resolved into concrete, validated detectors (of the nominal detector's type) by
 :func:`resolve_shifts` before any work starts.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 from sparsenu.config import ConfigModel, load_config
 from sparsenu.errors import SparsenuError
 from sparsenu.eval.suite.options import ReportSpec, SearchSpec, SeveritySpec, TTASpec
-from sparsenu.sim import DetectorBase as DetectorConfig
+from sparsenu.sim import DetectorBase, DetectorConfig
 from sparsenu.sim.detectors import SimulationConfig, check_override_names
 
 __all__ = ["SuiteConfig", "SuiteDataConfig", "MethodSpec", "ShiftSpec", "TargetSpec", "SuiteEvalConfig",
@@ -76,7 +76,7 @@ class TargetSpec(_DetectorOverrides):
     n_events : int
         Number of target events (0: no target set).
     detector, scale : dict
-        Absolute / multiplicative DetectorConfig overrides of the target detector.
+        Absolute / multiplicative overrides of the nominal detector's fields (target detector).
     """
 
     n_events: int = Field(0, ge=0)
@@ -111,7 +111,7 @@ class MethodSpec(ConfigModel):
 
 
 class ShiftSpec(_DetectorOverrides):
-    """One shifted detector, as overrides of the nominal :class:`DetectorConfig`.
+    """One shifted detector, as overrides of the nominal detector (fields of its type).
 
     Attributes
     ----------
@@ -254,7 +254,7 @@ def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> SuiteConfig:
     return load_config(SuiteConfig, path, overrides)
 
 
-def apply_detector(nominal: DetectorConfig, spec: _DetectorOverrides, where: str) -> DetectorConfig:
+def apply_detector(nominal: DetectorBase, spec: _DetectorOverrides, where: str) -> DetectorBase:
     """The nominal detector with a spec's absolute and multiplicative overrides (validated)."""
     try:
         return nominal.shifted(spec.detector, spec.scale)
@@ -273,7 +273,7 @@ class ResolvedShift:
     """
 
     name: str
-    detector: DetectorConfig
+    detector: DetectorBase
     parameter: str | None
     value: float | str
     description: str
@@ -312,8 +312,8 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def resolve_shifts(suite: SuiteConfig, nominal: DetectorConfig, source: str = "suite") -> list[ResolvedShift]:
-    """Concrete shifted :class:`DetectorConfig` of every shift of ``suite``."""
+def resolve_shifts(suite: SuiteConfig, nominal: DetectorBase, source: str = "suite") -> list[ResolvedShift]:
+    """The concrete shifted detector of every shift of ``suite``."""
     out = []
     for name, (spec, kind, severity) in suite_shift_specs(suite).items():
         det = apply_detector(nominal, spec, f"{source}: shift '{name}'")
@@ -329,8 +329,8 @@ def resolve_shifts(suite: SuiteConfig, nominal: DetectorConfig, source: str = "s
             + f" (nominal {_fmt(getattr(nominal, k))})"
             for k in changed
         )
-        if ("field_kv_cm" in changed and "drift_velocity_mm_us" not in changed
-                and getattr(nominal, "drift_velocity_mm_us", 0.0) is None):
+        if (isinstance(nominal, DetectorConfig) and isinstance(det, DetectorConfig) and "field_kv_cm" in changed
+                and "drift_velocity_mm_us" not in changed and nominal.drift_velocity_mm_us is None):
             desc += f"; drift velocity {det.vdrift_mm_us:.3f} mm/us (nominal {nominal.vdrift_mm_us:.3f})"
         if value is None:
             value = float("nan")
