@@ -33,6 +33,7 @@ electrons take up to ``ELECTRON_SUBSTEPS`` emissions per generation.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 
 import numpy as np
@@ -137,41 +138,53 @@ def brems_photons_per_x0(yc: float) -> float:
     return 4.0 / 3.0 * np.log(1.0 / yc) - 4.0 / 3.0 * (1.0 - yc) + 0.5 * (1.0 - yc * yc)
 
 
-def _sample_brems_y(rng: np.random.Generator, n: int, yc: float) -> np.ndarray:
-    """y in [yc, 1] from (4/3 - 4/3 y + y^2) / y: y = yc^u, accepted with 1 - y + 3/4 y^2."""
-    cand = yc ** rng.random(n)
-    ok = rng.random(n) < 1.0 - cand + 0.75 * cand * cand
-    if np.count_nonzero(ok) == n:  # all accepted at the first try
-        return cand
-    y = np.empty(n)
+def _accept_reject(n: int, draw: Callable[[np.ndarray | None], tuple[np.ndarray, ...]]
+                   ) -> tuple[np.ndarray, ...]:
+    """Vectorised rejection sampling of ``n`` rows.
+
+    ``draw(rows)`` proposes candidates for ``rows`` (an index array; ``None`` on the first try:
+    every row) and returns ``(accepted, *values)``, arrays of the length of ``rows``. Rows not
+    accepted are proposed again until every row has a value. Hand-written because the
+    samplers below must consume their random streams in exactly this order (re-simulation
+    reproduces events bit for bit); all rows accepted at the first try return the first
+    proposal without copying.
+    """
+    ok, *vals = draw(None)
+    if np.count_nonzero(ok) == n:
+        return tuple(vals)
+    out = [np.empty(n) for _ in vals]
     todo = np.arange(n)
     while True:
-        y[todo[ok]] = cand[ok]
+        sel = todo[ok]
+        for o, v in zip(out, vals):
+            o[sel] = v[ok]
         todo = todo[~ok]
         if not todo.size:
-            return y
-        cand = yc ** rng.random(todo.size)
-        ok = rng.random(todo.size) < 1.0 - cand + 0.75 * cand * cand
+            return tuple(out)
+        ok, *vals = draw(todo)
+
+
+def _sample_brems_y(rng: np.random.Generator, n: int, yc: float) -> np.ndarray:
+    """y in [yc, 1] from (4/3 - 4/3 y + y^2) / y: y = yc^u, accepted with 1 - y + 3/4 y^2."""
+    def draw(rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        m = n if rows is None else rows.size
+        cand = yc ** rng.random(m)
+        return rng.random(m) < 1.0 - cand + 0.75 * cand * cand, cand
+
+    return _accept_reject(n, draw)[0]
 
 
 def _sample_pair_y(rng: np.random.Generator, e: np.ndarray) -> np.ndarray:
     """Electron energy fraction from 1 - 4/3 y (1 - y) on [m_e / E, 1 - m_e / E]."""
     lo = np.minimum(_ME / e, 0.5)
     n = e.shape[0]
-    cand = lo + (1.0 - 2.0 * lo) * rng.random(n)
-    ok = rng.random(n) < 1.0 - 4.0 / 3.0 * cand * (1.0 - cand)
-    if np.count_nonzero(ok) == n:  # all accepted at the first try
-        return cand
-    y = np.empty(n)
-    todo = np.arange(n)
-    while True:
-        y[todo[ok]] = cand[ok]
-        todo = todo[~ok]
-        if not todo.size:
-            return y
-        lt = lo[todo]
-        cand = lt + (1.0 - 2.0 * lt) * rng.random(todo.size)
-        ok = rng.random(todo.size) < 1.0 - 4.0 / 3.0 * cand * (1.0 - cand)
+
+    def draw(rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        lt = lo if rows is None else lo[rows]
+        cand = lt + (1.0 - 2.0 * lt) * rng.random(lt.shape[0])
+        return rng.random(lt.shape[0]) < 1.0 - 4.0 / 3.0 * cand * (1.0 - cand), cand
+
+    return _accept_reject(n, draw)[0]
 
 
 def _sample_compton(rng: np.random.Generator, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -180,30 +193,21 @@ def _sample_compton(rng: np.random.Generator, e: np.ndarray) -> tuple[np.ndarray
     eps0 = 1.0 / (1.0 + 2.0 * k)
     a1 = -np.log(eps0)
     a2 = 0.5 * (1.0 - eps0 * eps0)
-    n = e.shape[0]
-    e0, b1, b2, kk = eps0, a1, a2, k
-    todo: np.ndarray | None = None  # None: every row (first try)
-    eps = cost = np.empty(0)
-    while True:
-        m = n if todo is None else todo.size
-        r1, r2, r3 = rng.random((3, m))
+
+    def draw(rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if rows is None:
+            e0, b1, b2, kk = eps0, a1, a2, k
+        else:
+            e0, b1, b2, kk = eps0[rows], a1[rows], a2[rows], k[rows]
+        r1, r2, r3 = rng.random((3, e0.shape[0]))
         first = b1 / (b1 + b2) > r1
         ep = np.where(first, np.exp(-b1 * r2), np.sqrt(e0 * e0 + (1.0 - e0 * e0) * r2))
         onecost = (1.0 - ep) / (ep * kk)
         sint2 = onecost * (2.0 - onecost)
-        ok = 1.0 - ep * sint2 / (1.0 + ep * ep) >= r3
-        if todo is None:
-            if np.count_nonzero(ok) == n:  # all accepted at the first try
-                return ep, 1.0 - onecost
-            todo = np.arange(n)
-            eps, cost = np.empty(n), np.empty(n)
-        sel = todo[ok]
-        eps[sel] = ep[ok]
-        cost[sel] = 1.0 - onecost[ok]
-        todo = todo[~ok]
-        if not todo.size:
-            return eps, cost
-        e0, b1, b2, kk = eps0[todo], a1[todo], a2[todo], k[todo]
+        return 1.0 - ep * sint2 / (1.0 + ep * ep) >= r3, ep, 1.0 - onecost
+
+    eps, cost = _accept_reject(e.shape[0], draw)
+    return eps, cost
 
 
 # ------------------------------------------------------------------------------------------
