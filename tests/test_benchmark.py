@@ -68,7 +68,7 @@ def test_presets_load_and_resolve():
     assert st.data.n_test >= events_for_binomial_se(0.01)
     assert {"classifier", "classifier_aug", "dann", "simclr", "supcon", "rs3l"} <= set(st.methods)
     alphas = sorted(m.train["loss"]["alpha"] for m in st.methods.values() if m.train.get("method") == "contrastive")
-    assert alphas == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert alphas == [0.0, 1.0]  # the sweep's ends: its middle points did not fit 2 h on 2 cores
     assert set(st.tta.methods) == {"adabn", "tent"} and st.tta.base and st.report.baseline == "classifier_aug"
     # only detector fields differ from nominal
     assert s["diffusion_4"].detector.replace(diffusion_t_cm2_us=nominal.diffusion_t_cm2_us) == nominal
