@@ -278,6 +278,25 @@ def _electron_constants(mat: Material) -> tuple[RangeTable, float, float, float,
     return etab, x0, r_min, lam, soft
 
 
+def _split_off(mask: np.ndarray, term: list, p: np.ndarray, d: np.ndarray, e: np.ndarray,
+               pg: np.ndarray, t: np.ndarray, *extra: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """Move the electrons of ``mask`` to ``term`` (to be tracked to rest).
+
+    Returns the others as ``(p, d, e, pg, t, *extra)`` (``extra``: more per-row 1-D arrays), or
+    None when every row was moved. No copy when no row is moved.
+    """
+    n_on = int(np.count_nonzero(mask))
+    if n_on == 0:
+        return (p, d, e, pg, t, *extra)
+    if n_on == mask.shape[0]:
+        term.append((p, d, e, pg, t))
+        return None
+    i = mask.nonzero()[0]
+    term.append((p.take(i, 0), d.take(i, 0), e[i], pg[i], t[i]))
+    i = (~mask).nonzero()[0]
+    return (p.take(i, 0), d.take(i, 0), e[i], pg[i], t[i], *(x[i] for x in extra))
+
+
 def _electrons(ctx: Ctx, p, d, e, pg, t, nxt: list, term: list) -> None:
     """Up to ``ELECTRON_SUBSTEPS`` bremsstrahlung emissions of electrons above BREMS_MIN_MEV."""
     rng = ctx.rng
@@ -289,15 +308,11 @@ def _electrons(ctx: Ctx, p, d, e, pg, t, nxt: list, term: list) -> None:
         dist = rng.exponential(lam, n)
         r = etab.range_mm(e)
         stop = r - dist <= r_min
-        n_stop = int(np.count_nonzero(stop))
-        if n_stop:  # would fall below BREMS_MIN_MEV before radiating: track it
-            if n_stop == n:
-                term.append((p, d, e, pg, t))
-                return
-            i = stop.nonzero()[0]
-            term.append((p.take(i, 0), d.take(i, 0), e[i], pg[i], t[i]))
-            i = (~stop).nonzero()[0]
-            p, d, e, pg, t, dist, r = p.take(i, 0), d.take(i, 0), e[i], pg[i], t[i], dist[i], r[i]
+        # would fall below BREMS_MIN_MEV before radiating: track it
+        rest = _split_off(stop, term, p, d, e, pg, t, dist, r)
+        if rest is None:
+            return
+        p, d, e, pg, t, dist, r = rest
         e_ion = etab.kinetic_mev(r - dist)
         k_soft = np.minimum(e * soft * dist, 0.5 * e_ion)
         end, ins = straight(ctx, p, d, dist, e - e_ion, t, pg)
@@ -318,16 +333,10 @@ def _electrons(ctx: Ctx, p, d, e, pg, t, nxt: list, term: list) -> None:
         th = th * np.sqrt(-2.0 * np.log(1.0 - rng.random(nn)))
         d = deflect(d, th, _azimuths(rng, nn))
         p, e = end, e_after - k
-        low = e < BREMS_MIN_MEV
-        n_low = int(np.count_nonzero(low))
-        if n_low:
-            if n_low == nn:
-                term.append((p, d, e, pg, t))
-                return
-            i = low.nonzero()[0]
-            term.append((p.take(i, 0), d.take(i, 0), e[i], pg[i], t[i]))
-            i = (~low).nonzero()[0]
-            p, d, e, pg, t = p.take(i, 0), d.take(i, 0), e[i], pg[i], t[i]
+        rest = _split_off(e < BREMS_MIN_MEV, term, p, d, e, pg, t)
+        if rest is None:
+            return
+        p, d, e, pg, t = rest
     if e.shape[0]:
         nxt.append((p, d, e, pg, t))
 
